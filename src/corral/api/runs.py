@@ -1,0 +1,143 @@
+"""Runs, jobs and logs over HTTP: submit, read, wait, cancel, rerun."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from corral import events
+from corral.api.deps import coordinator, json_body, principal
+from corral.api.schemas import (
+    RerunBody,
+    attempt_json,
+    chunk_json,
+    job_json,
+    run_json,
+    view_json,
+)
+from corral.auth import Principal
+from corral.domain.runspec import parse
+from corral.domain.states import RunState
+
+router = APIRouter(prefix="/api/v1")
+Who = Annotated[Principal, Depends(principal)]
+
+
+@router.post("/runs", status_code=201)
+async def submit(request: Request, who: Who, project: str | None = None) -> dict[str, Any]:
+    """Submit a run (JSON run spec); it is durable when this answers 201."""
+    body = await json_body(request)
+    spec = parse(body)
+    run = await run_in_threadpool(coordinator(request).submit, who, spec, project)
+    return run_json(run)
+
+
+@router.get("/runs")
+def list_runs(
+    request: Request,
+    who: Who,
+    project: str | None = None,
+    state: Annotated[str | None, Query(pattern="^(queued|running|passed|failed|canceled)$")] = None,
+    name: str | None = None,
+    before: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    runs = coordinator(request).runs(
+        who, project=project, state=state, name=name, before=before, limit=limit
+    )
+    return {"runs": [run_json(r) for r in runs]}
+
+
+@router.get("/runs/{ref}")
+def get_run(request: Request, who: Who, ref: str) -> dict[str, Any]:
+    run, views = coordinator(request).jobs(who, ref)
+    out = run_json(run)
+    out["jobs"] = [job_json(v.job, v.waiting) for v in views]
+    return out
+
+
+@router.get("/runs/{ref}/wait")
+async def wait_run(
+    request: Request,
+    who: Who,
+    ref: str,
+    timeout: Annotated[float, Query(ge=0, le=300)] = 25.0,
+) -> dict[str, Any]:
+    """Answer when the run has ended, or when `timeout` seconds have passed (long-poll)."""
+    coord = coordinator(request)
+    deadline = time.monotonic() + timeout
+    run = await run_in_threadpool(coord.run, who, ref)
+    topic = events.run_topic(run.id)
+    while True:
+        version = coord.hub.version(topic)
+        run = await run_in_threadpool(coord.store.runs.get, run.id)
+        left = deadline - time.monotonic()
+        if RunState(run.state).ended or left <= 0:
+            return run_json(run)
+        await coord.hub.wait_async(topic, version, left)
+
+
+@router.post("/runs/{ref}/cancel")
+def cancel_run(request: Request, who: Who, ref: str) -> dict[str, Any]:
+    return run_json(coordinator(request).cancel(who, ref))
+
+
+@router.post("/runs/{ref}/rerun")
+async def rerun(request: Request, who: Who, ref: str) -> dict[str, Any]:
+    raw = await request.body()
+    body = RerunBody.model_validate_json(raw) if raw.strip() else RerunBody()
+    run = await run_in_threadpool(coordinator(request).rerun, who, ref, body.failed)
+    return run_json(run)
+
+
+@router.get("/runs/{ref}/jobs/{label}")
+def get_job(request: Request, who: Who, ref: str, label: str) -> dict[str, Any]:
+    _, view = coordinator(request).job(who, ref, label)
+    return view_json(view)
+
+
+@router.post("/runs/{ref}/jobs/{label}/cancel")
+def cancel_job(request: Request, who: Who, ref: str, label: str) -> dict[str, Any]:
+    coord = coordinator(request)
+    run = coord.cancel(who, ref, label)
+    return job_json(coord.store.runs.job(run.id, label))
+
+
+@router.get("/runs/{ref}/jobs/{label}/log")
+async def get_log(
+    request: Request,
+    who: Who,
+    ref: str,
+    label: str,
+    attempt: int | None = None,
+    after: Annotated[int, Query(ge=-1)] = -1,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    wait: Annotated[float, Query(ge=0, le=300)] = 0.0,
+) -> dict[str, Any]:
+    """Log chunks after `after`; with `wait`, hang until there are some or the job has ended."""
+    coord = coordinator(request)
+    deadline = time.monotonic() + wait
+    while True:
+        run, job, att, chunks = await run_in_threadpool(
+            coord.log, who, ref, label, attempt, after, limit
+        )
+        topic = events.attempt_topic(att.id) if att else events.run_topic(run.id)
+        att_topic_version = coord.hub.version(topic)
+        left = deadline - time.monotonic()
+        # ended: nothing more will come for this attempt (or for a job that never ran)
+        ended = att.ended_at is not None if att else job.state.ended
+        if chunks or left <= 0 or ended:
+            return {
+                "run": run.id,
+                "job": job.label,
+                "state": job.state.value,
+                "attempt": attempt_json(att) if att else None,
+                "chunks": [chunk_json(c) for c in chunks],
+                "next": chunks[-1].seq if chunks else after,
+                "ended": ended and len(chunks) < limit,
+            }
+        # wake on new chunks of this attempt, or on a change of the run (a new attempt)
+        await coord.hub.wait_async(topic, att_topic_version, min(left, 1.0))

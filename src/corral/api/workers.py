@@ -1,0 +1,161 @@
+"""The worker side of the API: join, lease (long-poll, batched), report; and workers for people."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from corral import events
+from corral.api.deps import coordinator, principal
+from corral.api.schemas import (
+    DrainBody,
+    Finished,
+    Held,
+    JoinBody,
+    LeaseBody,
+    LogItem,
+    ReportBody,
+    Started,
+    lease_json,
+    worker_json,
+)
+from corral.auth import Principal
+from corral.coordinator import Coordinator
+from corral.errors import LeaseLost
+from corral.store.leases import Report
+from corral.store.logs import Upload
+
+router = APIRouter(prefix="/api/v1")
+Who = Annotated[Principal, Depends(principal)]
+
+
+@router.post("/workers/join")
+def join(request: Request, who: Who, body: JoinBody) -> dict[str, Any]:
+    """Register with a join token; the answer holds this worker's own credential, shown once."""
+    coord = coordinator(request)
+    worker, secret = coord.join(who, body.name, body.labels, body.slots, body.allow)
+    return {
+        "worker": worker_json(worker, time.time(), coord.offline_after),
+        "token": secret,
+        "lease_ttl": coord.lease_ttl,
+    }
+
+
+@router.post("/workers/lease")
+async def lease(request: Request, who: Who, body: LeaseBody) -> dict[str, Any]:
+    """Up to `max` leases; waits up to `wait` seconds for work when there is none."""
+    coord = coordinator(request)
+    worker_id = who.require_worker()
+    deadline = time.monotonic() + body.wait
+    while True:
+        version = coord.hub.version(events.QUEUE)
+        leases = await run_in_threadpool(coord.lease, worker_id, body.max)
+        left = deadline - time.monotonic()
+        if leases or left <= 0 or await request.is_disconnected():
+            return {"leases": [lease_json(x) for x in leases]}
+        await coord.hub.wait_async(events.QUEUE, version, min(left, 5.0))
+
+
+def _report(coord: Coordinator, worker_id: int, body: ReportBody) -> dict[str, Any]:
+    lost: set[int] = set()
+    if body.started:
+        lost |= set(coord.start(worker_id, [(s.attempt, s.token, s.at) for s in body.started]))
+    if body.logs:
+        lost |= set(coord.append_log(worker_id, [_upload(c) for c in body.logs]))
+    if body.heartbeats or not (body.started or body.logs or body.finished or body.released):
+        lost |= set(coord.heartbeat(worker_id, [(h.attempt, h.token) for h in body.heartbeats]))
+    finished: list[dict[str, Any]] = []
+    if body.finished:
+        results = coord.finish(worker_id, [_finish(f) for f in body.finished])
+        for item, result in zip(body.finished, results, strict=True):
+            if isinstance(result, LeaseLost):
+                lost.add(item.attempt)
+                finished.append({"attempt": item.attempt, "ok": False, "error": result.message})
+            else:
+                finished.append({"attempt": item.attempt, "ok": True, "state": result.state.value})
+    if body.released:
+        coord.release(worker_id, [(r.attempt, r.token) for r in body.released], body.reason)
+    worker = coord.worker(worker_id)
+    return {"lost": sorted(lost), "finished": finished, "draining": worker.draining}
+
+
+@router.post("/workers/report")
+def report(request: Request, who: Who, body: ReportBody) -> dict[str, Any]:
+    """Everything a worker has to say in one request: starts, heartbeats, logs, ends, releases.
+
+    Items whose lease is not current are listed in `lost` (the worker stops those jobs);
+    nothing of theirs is recorded.
+    """
+    return _report(coordinator(request), who.require_worker(), body)
+
+
+@router.post("/workers/drain")
+def drain_self(request: Request, who: Who, body: DrainBody) -> dict[str, Any]:
+    coord = coordinator(request)
+    worker = coord.drain(who, who.require_worker(), body.draining)
+    return worker_json(worker, time.time(), coord.offline_after)
+
+
+@router.get("/workers")
+def list_workers(request: Request, who: Who) -> dict[str, Any]:
+    coord = coordinator(request)
+    now = time.time()
+    return {"workers": [worker_json(w, now, coord.offline_after) for w in coord.workers(who)]}
+
+
+@router.post("/workers/{name}/drain")
+def drain(request: Request, who: Who, name: str, body: DrainBody) -> dict[str, Any]:
+    coord = coordinator(request)
+    worker = coord.drain(who, name, body.draining)
+    return worker_json(worker, time.time(), coord.offline_after)
+
+
+# -- one attempt at a time: the same protocol, answering 409 when the lease is not held ------
+
+
+def _single(lost: list[int], attempt: int) -> dict[str, Any]:
+    if attempt in lost:
+        raise LeaseLost(f"attempt {attempt}: not the current lease")
+    return {"ok": True}
+
+
+@router.post("/attempts/{attempt}/start")
+def start(request: Request, who: Who, attempt: int, body: Started) -> dict[str, Any]:
+    lost = coordinator(request).start(who.require_worker(), [(attempt, body.token, body.at)])
+    return _single(lost, attempt)
+
+
+@router.post("/attempts/{attempt}/heartbeat")
+def heartbeat(request: Request, who: Who, attempt: int, body: Held) -> dict[str, Any]:
+    lost = coordinator(request).heartbeat(who.require_worker(), [(attempt, body.token)])
+    return _single(lost, attempt)
+
+
+@router.post("/attempts/{attempt}/log")
+def log(request: Request, who: Who, attempt: int, body: LogItem) -> dict[str, Any]:
+    lost = coordinator(request).append_log(who.require_worker(), [_upload(body)])
+    return _single(lost, attempt)
+
+
+@router.post("/attempts/{attempt}/finish")
+def finish(request: Request, who: Who, attempt: int, body: Finished) -> dict[str, Any]:
+    (result,) = coordinator(request).finish(who.require_worker(), [_finish(body)])
+    if isinstance(result, LeaseLost):
+        raise result
+    return {"ok": True, "state": result.state.value}
+
+
+def _upload(c: LogItem) -> Upload:
+    return Upload(c.attempt, c.token, c.seq, c.stream, c.ts, c.data)
+
+
+def _finish(f: Finished) -> Report:
+    return Report(
+        f.attempt, f.token, f.outcome, f.exit_code, f.reason, f.started_at, dict(f.resources)
+    )
+
+
+__all__ = ["Finished", "Held", "LogItem", "Started", "router"]

@@ -1,0 +1,99 @@
+"""The ASGI app: the JSON API under /api/v1, /healthz, /metrics; errors mapped in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from corral import metrics
+from corral.api import runs, tokens, workers
+from corral.api.limits import BodyLimit
+from corral.coordinator import Coordinator
+from corral.errors import CorralError, InvalidInput, InvalidRunSpec
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    coordinator: Coordinator, *, max_body: int = 8 * 1024 * 1024, lifespan: Lifespan | None = None
+) -> FastAPI:
+    @asynccontextmanager
+    async def _no_lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(
+        title="corral",
+        version="0.1.0",
+        description="Run jobs on a fleet of machines and keep track of every one.",
+        lifespan=lifespan or _no_lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+    )
+    app.state.coordinator = coordinator
+    app.include_router(runs.router)
+    app.include_router(workers.router)
+    app.include_router(tokens.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def scrape() -> PlainTextResponse:
+        body, content_type = metrics.render(coordinator)
+        return PlainTextResponse(body, media_type=content_type)
+
+    @app.exception_handler(CorralError)
+    async def corral_error(_request: Request, exc: CorralError) -> JSONResponse:
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message}
+        if isinstance(exc, InvalidInput) and exc.field:
+            error["field"] = exc.field
+        if isinstance(exc, InvalidRunSpec):
+            error["problems"] = [{"field": f, "message": m} for f, m in exc.problems]
+        return JSONResponse({"error": error}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            field = ".".join(loc)
+            msg = err.get("msg", "invalid")
+            if err.get("type") == "extra_forbidden":
+                msg = "unknown field"
+            elif err.get("type") == "json_invalid":
+                msg = f"malformed JSON: {err.get('ctx', {}).get('error', msg)}"
+            problems.append({"field": field, "message": msg})
+        first = problems[0] if problems else {"field": "", "message": "invalid request"}
+        message = "; ".join(
+            f"{p['field']}: {p['message']}" if p["field"] else p["message"] for p in problems
+        )
+        return JSONResponse(
+            {
+                "error": {
+                    "type": "InvalidInput",
+                    "message": message,
+                    "field": first["field"],
+                    "problems": problems,
+                }
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"type": "HTTPError", "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    app.add_middleware(BodyLimit, max_body=max_body)
+    return app

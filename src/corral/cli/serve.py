@@ -1,0 +1,178 @@
+"""`corral serve` (the coordinator, with a local worker) and `corral worker` (a worker elsewhere)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+import click
+
+from corral.cli.common import EXIT_ERROR
+from corral.cli.render import error, out
+from corral.config import load
+from corral.errors import CorralError
+
+
+@click.command("serve")
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Settings file [default: $CORRAL_HOME/corral.toml].",
+)
+@click.option("--home", default=None, help="Where corral keeps its state [default: ~/.corral].")
+@click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", default=None, type=int, help="Port [default: 8765].")
+@click.option("--db", default=None, help="Database URL (postgresql://…) [default: SQLite in home].")
+@click.option(
+    "--local-slots",
+    default=None,
+    type=int,
+    help="Slots of the local worker [default: CPU count; 0 = none].",
+)
+@click.option(
+    "--local-label", "local_labels", multiple=True, help="Extra label k=v for the local worker."
+)
+@click.option(
+    "--lease-ttl", default=None, help='How long a lease lives without heartbeat [default: "30s"].'
+)
+@click.option("--tls-cert", default=None, type=click.Path(dir_okay=False))
+@click.option("--tls-key", default=None, type=click.Path(dir_okay=False))
+@click.option("--demo", is_flag=True, default=None, help="Submit an example run at start.")
+@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
+def serve_cmd(config_file: str | None, **flags: Any) -> None:
+    """Start the coordinator (API, dashboard) with a local worker."""
+    import uvicorn
+
+    from corral.server import Server
+
+    if flags.get("local_labels"):
+        flags["local_labels"] = tuple(flags["local_labels"])
+    else:
+        flags.pop("local_labels")
+    try:
+        settings = load(flags, config_file)
+        server = Server(settings)
+    except CorralError as exc:
+        error(exc.message)
+        sys.exit(EXIT_ERROR)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    scheme = "https" if settings.tls_cert else "http"
+    url = f"{scheme}://{settings.host}:{settings.port}"
+    out.print(
+        f"corral serving on [bold]{url}[/] — store {_safe(settings.db_url)}, "
+        f"local worker {settings.slots} slots"
+    )
+    if server.new_admin_token:
+        out.print(f"admin token written to {settings.token_file} (mode 0600)")
+    uvicorn.run(
+        server.app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning" if settings.log_level == "info" else settings.log_level,
+        ssl_certfile=settings.tls_cert or None,
+        ssl_keyfile=settings.tls_key or None,
+        timeout_graceful_shutdown=5,
+        access_log=settings.log_level == "debug",
+    )
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.command("worker")
+@click.option("--server", envvar="CORRAL_SERVER", required=True, help="Coordinator URL.")
+@click.option(
+    "--token",
+    envvar="CORRAL_TOKEN",
+    required=True,
+    help="A join token (`corral token create --worker`).",
+)
+@click.option(
+    "--ca",
+    envvar="CORRAL_CA",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="CA certificate to trust.",
+)
+@click.option("--name", default=None, help="Worker name [default: the host name].")
+@click.option("--label", "labels", multiple=True, help="A label k=v (repeatable).")
+@click.option("--slots", default=1, type=click.IntRange(1, 1024), help="Jobs at once.")
+@click.option(
+    "--allow", default="command", help="Kinds of job this worker runs (command,task,code)."
+)
+@click.option(
+    "--workdir", default="", help="Where attempts' working directories go [default: system temp]."
+)
+@click.option(
+    "--max-offline",
+    default="0",
+    help='Stop after this long without the coordinator ("10m"; 0 = never).',
+)
+@click.option(
+    "--grace", default="5s", help="Between TERM and KILL when a job times out or is canceled."
+)
+def worker_cmd(
+    server: str,
+    token: str,
+    ca: str | None,
+    name: str | None,
+    labels: tuple[str, ...],
+    slots: int,
+    allow: str,
+    workdir: str,
+    max_offline: str,
+    grace: str,
+) -> None:
+    """Run jobs for a coordinator: pull leases, run them, report back.
+
+    SIGTERM drains (no new jobs; running ones finish); a second SIGTERM kills them and gives
+    their leases back at once.
+    """
+    from corral.client import Http
+    from corral.domain.durations import parse_duration
+    from corral.domain.labels import LabelError, parse_labels
+    from corral.worker.agent import Agent, AgentOptions, default_name, on_signal
+    from corral.worker.http_link import HttpLink
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        parsed = parse_labels(labels)
+        offline = 0.0 if max_offline in ("0", "") else parse_duration(max_offline)
+        grace_s = parse_duration(grace)
+    except (LabelError, ValueError) as exc:
+        error(str(exc))
+        sys.exit(EXIT_ERROR)
+    kinds = [k.strip() for k in allow.split(",") if k.strip()]
+    try:
+        link = HttpLink(
+            Http(server, token, ca=ca),
+            name or default_name(),
+            parsed,
+            slots,
+            kinds,
+            retry_for=offline or 60.0,
+        )
+    except CorralError as exc:
+        error(f"cannot join {server}: {exc.message}")
+        sys.exit(EXIT_ERROR)
+    agent = Agent(
+        link, AgentOptions(slots=slots, workdir=workdir, max_offline=offline, grace=grace_s)
+    )
+    handler = on_signal(agent, lambda m: out.print(f"[yellow]{m}[/]"))
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    out.print(f"worker [bold]{link.worker_name}[/] joined {server} with {slots} slots")
+    agent.run()
+    link.close()
+    if agent.error:
+        error(agent.error)
+        sys.exit(EXIT_ERROR)

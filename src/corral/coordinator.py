@@ -1,0 +1,319 @@
+"""The use cases of corral, one method each; the HTTP API, the dashboard and the local worker
+all call these, so rules about who may do what and what wakes whom live here only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from corral import events
+from corral.auth import Principal
+from corral.domain.labels import LabelError, check_labels
+from corral.domain.models import Attempt, Job, Lease, LogChunk, Project, Run, Token, Worker
+from corral.domain.runspec import KINDS, NAME_RE, RunSpec
+from corral.domain.states import JobState
+from corral.errors import Forbidden, InvalidInput, InvalidRunSpec, LeaseLost, NotFound, Unauthorized
+from corral.events import Hub
+from corral.scheduler.placement import expand, why_waiting
+from corral.store import Store
+from corral.store.leases import Ended, Report
+from corral.store.logs import Upload
+
+WORKER_NAME_RE = NAME_RE
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with what people ask about it: its attempts and why it is waiting."""
+
+    job: Job
+    attempts: Sequence[Attempt]
+    waiting: str
+
+
+class Coordinator:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub | None = None,
+        *,
+        lease_ttl: float = 30.0,
+        offline_after: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.hub = hub or Hub()
+        self.lease_ttl = lease_ttl
+        self.offline_after = offline_after
+        self.default_project = store.projects.ensure_default()
+
+    # -- identity ------------------------------------------------------------------------
+
+    def authenticate(self, secret: str) -> Principal:
+        token = self.store.tokens.lookup(secret)
+        if token is None:
+            raise Unauthorized("unknown or revoked token")
+        project_id = None
+        if token.project is not None:
+            project_id = self.store.projects.get(token.project).id
+        return Principal.of(token, project_id)
+
+    def create_token(
+        self, who: Principal, kind: str, project: str | None = None, name: str = ""
+    ) -> tuple[Token, str]:
+        who.require_admin()
+        if kind in ("submitter", "reader"):
+            if not project:
+                raise InvalidInput("a project token needs a project", "project")
+            project_id = self._project_for_token(project).id
+            return self.store.tokens.create(kind, name or f"{project}-{kind}", project_id)
+        if kind in ("admin", "join"):
+            return self.store.tokens.create(kind, name or kind)
+        raise InvalidInput("expected admin, submitter, reader or join", "kind")
+
+    def _project_for_token(self, name: str) -> Project:
+        if not NAME_RE.match(name):
+            raise InvalidInput("expected a project name", "project")
+        try:
+            return self.store.projects.get(name)
+        except NotFound:
+            # a new project runs registered tasks only until its policy says more
+            return self.store.projects.create(name, command=False, task=True, code=False)
+
+    def list_tokens(self, who: Principal) -> list[Token]:
+        who.require_admin()
+        return self.store.tokens.list()
+
+    def revoke_token(self, who: Principal, token_id: int) -> None:
+        who.require_admin()
+        self.store.tokens.revoke(token_id)
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def submit(self, who: Principal, spec: RunSpec, project: str | None = None) -> Run:
+        name = project or spec.project or who.project or "default"
+        try:
+            proj = self.store.projects.get(name)
+        except NotFound:
+            raise NotFound(f"no project {name!r}") from None
+        who.require_submit(proj.id)
+        refused = sorted({j.kind for j in spec.jobs if not proj.allows(j.kind)})
+        if refused:
+            raise Forbidden(f"project {proj.name!r} does not allow {' or '.join(refused)} jobs")
+        unknown_tasks = [j for j in spec.jobs if j.kind == "task"]
+        if unknown_tasks:
+            # the task registry holds no tasks yet: every name is unknown
+            raise InvalidRunSpec(
+                [(f"jobs.{j.name}.task", f"unknown task {j.task!r}") for j in unknown_tasks]
+            )
+        code_jobs = [j for j in spec.jobs if j.kind == "code"]
+        if code_jobs:
+            raise InvalidRunSpec(
+                [
+                    (f"jobs.{j.name}.code", "this server has no sandbox for code jobs")
+                    for j in code_jobs
+                ]
+            )
+        needs_workers = any(j.fanout == "each" for j in spec.jobs)
+        workers = self.store.workers.list() if needs_workers else []
+        placements = expand(spec, workers)
+        run_id = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
+        self.hub.notify(events.QUEUE, events.run_topic(run_id))
+        return self.store.runs.get(run_id)
+
+    def run(self, who: Principal, ref: str) -> Run:
+        return self.store.runs.find(ref, who.visible_projects())
+
+    def runs(
+        self,
+        who: Principal,
+        *,
+        project: str | None = None,
+        state: str | None = None,
+        name: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        ids = who.visible_projects()
+        if project:
+            proj = self.store.projects.get(project)
+            if ids is not None and proj.id not in ids:
+                raise NotFound(f"no project {project!r}")
+            ids = [proj.id]
+        return self.store.runs.list(
+            ids, state=state, name=name, before=before, limit=max(1, min(limit, 500))
+        )
+
+    def jobs(self, who: Principal, ref: str) -> tuple[Run, list[JobView]]:
+        run = self.run(who, ref)
+        jobs = self.store.runs.jobs(run.id)
+        workers = self._workers_if_waiting(jobs)
+        now = time.time()
+        views = [
+            JobView(j, (), why_waiting(j, jobs, workers, now, self.offline_after)) for j in jobs
+        ]
+        return run, views
+
+    def job(self, who: Principal, ref: str, label: str) -> tuple[Run, JobView]:
+        run = self.run(who, ref)
+        job = self.store.runs.job(run.id, label)
+        waiting = ""
+        if job.state in (JobState.BLOCKED, JobState.QUEUED):
+            others = self.store.runs.jobs(run.id) if job.state is JobState.BLOCKED else []
+            workers = self.store.workers.list()
+            waiting = why_waiting(job, others, workers, time.time(), self.offline_after)
+        return run, JobView(job, self.store.runs.attempts(job.id), waiting)
+
+    def _workers_if_waiting(self, jobs: Sequence[Job]) -> list[Worker]:
+        if any(j.state is JobState.QUEUED for j in jobs):
+            return self.store.workers.list()
+        return []
+
+    def log(
+        self, who: Principal, ref: str, label: str, attempt: int | None, after: int, limit: int
+    ) -> tuple[Run, Job, Attempt | None, list[LogChunk]]:
+        run, view = self.job(who, ref, label)
+        if not view.attempts:
+            return run, view.job, None, []
+        chosen = view.attempts[-1]
+        if attempt is not None:
+            match = [a for a in view.attempts if a.number == attempt]
+            if not match:
+                raise NotFound(f"job {label!r} has no attempt {attempt}")
+            chosen = match[0]
+        return run, view.job, chosen, self.store.logs.read(chosen.id, after, limit)
+
+    def cancel(self, who: Principal, ref: str, label: str | None = None) -> Run:
+        run = self.run(who, ref)
+        who.require_submit(self.store.runs.project_id(run.id))
+        job_ids = None
+        if label is not None:
+            job_ids = [self.store.runs.job(run.id, label).id]
+        stopped = self.store.runs.cancel(run.id, job_ids, by=who.name)
+        self.hub.notify(events.run_topic(run.id), *(events.attempt_topic(a) for a in stopped))
+        return self.store.runs.get(run.id)
+
+    def rerun(self, who: Principal, ref: str, failed_only: bool) -> Run:
+        run = self.run(who, ref)
+        who.require_submit(self.store.runs.project_id(run.id))
+        self.store.runs.rerun(run.id, failed_only)
+        self.hub.notify(events.QUEUE, events.run_topic(run.id))
+        return self.store.runs.get(run.id)
+
+    # -- workers -------------------------------------------------------------------------
+
+    def join(
+        self,
+        who: Principal,
+        name: str,
+        labels: Mapping[str, object],
+        slots: int,
+        allow: Sequence[str] = ("command",),
+        local: bool = False,
+    ) -> tuple[Worker, str]:
+        """Register a worker and give it its own credential; an older one of that name is revoked."""
+        who.require_join()
+        if not isinstance(name, str) or not WORKER_NAME_RE.match(name):
+            raise InvalidInput("a worker name holds 1-64 letters, digits and _ . + -", "name")
+        try:
+            checked = check_labels(labels)
+        except LabelError as exc:
+            raise InvalidInput(str(exc), "labels") from None
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 1024:
+            raise InvalidInput("expected a whole number from 1 to 1024", "slots")
+        bad = [k for k in allow if k not in KINDS]
+        if bad or not allow:
+            raise InvalidInput(f"expected some of {', '.join(KINDS)}", "allow")
+        worker = self.store.workers.join(name, checked, slots, list(allow), local=local)
+        self.store.tokens.revoke_worker(worker.id)
+        _, secret = self.store.tokens.create("worker", f"worker:{name}", worker_id=worker.id)
+        self.hub.notify(events.WORKERS)
+        return worker, secret
+
+    def worker(self, worker_id: int) -> Worker:
+        return self.store.workers.get(worker_id)
+
+    def workers(self, who: Principal) -> list[Worker]:
+        if who.kind not in ("admin", "submitter", "reader"):
+            raise Forbidden(f"a {who.kind} token cannot list workers")
+        return self.store.workers.list()
+
+    def drain(self, who: Principal | None, name_or_id: str | int, draining: bool = True) -> Worker:
+        """Stop (or resume) handing new jobs to a worker; running jobs go on."""
+        if who is not None:
+            if who.kind == "worker":
+                if who.worker_id != name_or_id:
+                    raise Forbidden("a worker may only drain itself")
+            else:
+                who.require_admin()
+        worker = (
+            self.store.workers.get(name_or_id)
+            if isinstance(name_or_id, int)
+            else self.store.workers.by_name(name_or_id)
+        )
+        self.store.workers.set_draining(worker.id, draining)
+        self.hub.notify(events.WORKERS, events.QUEUE)
+        return self.store.workers.get(worker.id)
+
+    # -- the lease protocol ----------------------------------------------------------------
+
+    def lease(self, worker_id: int, max_jobs: int) -> list[Lease]:
+        """Leases for up to `max_jobs` jobs now (no waiting; callers wait on the QUEUE topic)."""
+        if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or not 0 <= max_jobs <= 1000:
+            raise InvalidInput("expected a whole number from 0 to 1000", "max")
+        worker = self.store.workers.get(worker_id)
+        leases = self.store.leases.lease(worker, max_jobs, self.lease_ttl)
+        if leases:
+            self.hub.notify(*{events.run_topic(x.run_id) for x in leases})
+        return leases
+
+    def lease_wait(self, worker_id: int, max_jobs: int, wait: float) -> list[Lease]:
+        """Blocking long-poll for threads (the local worker)."""
+        deadline = time.monotonic() + wait
+        while True:
+            version = self.hub.version(events.QUEUE)
+            leases = self.lease(worker_id, max_jobs)
+            left = deadline - time.monotonic()
+            if leases or left <= 0:
+                return leases
+            self.hub.wait(events.QUEUE, version, left)
+
+    def start(self, worker_id: int, items: Sequence[tuple[int, str, float]]) -> list[int]:
+        lost = self.store.leases.start(items)
+        if len(lost) < len(items):
+            self.hub.notify(*{events.attempt_topic(a) for a, _, _ in items})
+        return lost
+
+    def heartbeat(self, worker_id: int, items: Sequence[tuple[int, str]]) -> list[int]:
+        self.store.workers.touch(worker_id)
+        return self.store.leases.heartbeat(items, self.lease_ttl)
+
+    def append_log(self, worker_id: int, chunks: Sequence[Upload]) -> list[int]:
+        lost = self.store.logs.append(chunks)
+        self.hub.notify(*{events.attempt_topic(c.attempt_id) for c in chunks})
+        return lost
+
+    def finish(self, worker_id: int, reports: Sequence[Report]) -> list[Ended | LeaseLost]:
+        results = self.store.leases.finish(reports)
+        self._announce([r for r in results if isinstance(r, Ended)])
+        return results
+
+    def release(self, worker_id: int, items: Sequence[tuple[int, str]], reason: str) -> list[int]:
+        requeued = self.store.leases.release(items, reason)
+        self.hub.notify(events.QUEUE, *(events.attempt_topic(a) for a, _ in items))
+        return requeued
+
+    def sweep(self) -> list[Ended]:
+        """End leases past their expiry (the sweeper calls this even when no worker asks)."""
+        ended = self.store.leases.expire()
+        self._announce(ended)
+        return ended
+
+    def _announce(self, ended: Sequence[Ended]) -> None:
+        if not ended:
+            return
+        topics = {events.run_topic(e.run_id) for e in ended}
+        topics |= {events.attempt_topic(e.attempt_id) for e in ended}
+        if any(e.queued or e.state is JobState.QUEUED for e in ended):
+            topics.add(events.QUEUE)
+        self.hub.notify(*topics)

@@ -1,0 +1,84 @@
+"""The one error tree of corral: callers act on the class, people read the message.
+
+CorralError
+├── InvalidInput          bad input: names the field path (422, or 400 for bodies)
+│   └── InvalidRunSpec    a run spec that does not parse or validate
+├── NotFound              no such run, job, worker, token or project (404)
+├── Unauthorized          missing or unknown token (401)
+├── Forbidden             the token may not do this (403)
+├── Conflict              the request fights the current state (409)
+│   └── LeaseLost         a lease token that is not the current one (409)
+├── PayloadTooLarge       a body over the configured cap (413)
+└── ConfigError           configuration problems, all of them at once
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class CorralError(Exception):
+    """Root of every error corral raises on purpose."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(CorralError):
+    """Input that is malformed or breaks a rule; `field` is a dotted path when known."""
+
+    status = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.detail = message
+
+
+class InvalidRunSpec(InvalidInput):
+    """A run spec that does not validate; carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        first_field, first_msg = self.problems[0]
+        super().__init__(first_msg, first_field or None)
+        if len(self.problems) > 1:
+            self.message = "; ".join(f"{f}: {m}" if f else m for f, m in self.problems)
+            self.args = (self.message,)
+
+
+class NotFound(CorralError):
+    status = 404
+
+
+class Unauthorized(CorralError):
+    status = 401
+
+
+class Forbidden(CorralError):
+    status = 403
+
+
+class Conflict(CorralError):
+    status = 409
+
+
+class LeaseLost(Conflict):
+    """The caller's lease token is not the job's current one: it may not heartbeat, log or finish."""
+
+
+class PayloadTooLarge(CorralError):
+    status = 413
+
+
+class ConfigError(CorralError):
+    """Every configuration problem found, reported together."""
+
+    status = 500
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))

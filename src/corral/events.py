@@ -1,0 +1,79 @@
+"""Wake-ups inside one coordinator: a topic's version goes up, and whoever waits on it wakes.
+
+Waiting is version-based (read the version, act, then wait for a newer one), so a
+notification between acting and waiting is never lost. Works for threads and asyncio alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+QUEUE = "queue"  # jobs became leasable
+WORKERS = "workers"
+
+
+def run_topic(run_id: int) -> str:
+    return f"run:{run_id}"
+
+
+def attempt_topic(attempt_id: int) -> str:
+    return f"attempt:{attempt_id}"
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._versions: dict[str, int] = {}
+        self._async: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self._listeners: list[Callable[[str], None]] = []
+
+    def listen(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(topic)` on every notification (metrics, other coordinators)."""
+        self._listeners.append(callback)
+
+    def version(self, topic: str) -> int:
+        with self._cond:
+            return self._versions.get(topic, 0)
+
+    def notify(self, *topics: str, forward: bool = True) -> None:
+        with self._cond:
+            for topic in topics:
+                self._versions[topic] = self._versions.get(topic, 0) + 1
+                for loop, fut in self._async.pop(topic, []):
+                    loop.call_soon_threadsafe(_resolve, fut)
+            self._cond.notify_all()
+        if forward:
+            for callback in self._listeners:
+                for topic in topics:
+                    callback(topic)
+
+    def wait(self, topic: str, since: int, timeout: float) -> bool:
+        """Block until `topic` moves past `since` (True) or `timeout` passes (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._versions.get(topic, 0) > since, timeout)
+
+    async def wait_async(self, topic: str, since: int, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            if self._versions.get(topic, 0) > since:
+                return True
+            fut: asyncio.Future[None] = loop.create_future()
+            self._async.setdefault(topic, []).append((loop, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+            return True
+        except TimeoutError:
+            with self._cond:
+                waiters = self._async.get(topic, [])
+                if (loop, fut) in waiters:
+                    waiters.remove((loop, fut))
+                if not waiters:
+                    self._async.pop(topic, None)
+            return self.version(topic) > since
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

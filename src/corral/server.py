@@ -1,0 +1,96 @@
+"""`corral serve` assembled: store, coordinator, app, sweeper, and the local worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from corral.app import create_app
+from corral.config import Settings
+from corral.coordinator import Coordinator
+from corral.domain.labels import parse_labels
+from corral.domain.runspec import parse_toml
+from corral.store import Store
+from corral.sweeper import sweep_forever
+from corral.worker.agent import Agent, AgentOptions, default_name
+from corral.worker.link import LocalLink
+
+log = logging.getLogger("corral.server")
+
+DEMO_SPEC = Path(__file__).with_name("demo.toml")
+
+
+def ensure_admin_token(store: Store, path: Path) -> str | None:
+    """On first start, make an admin token and keep it 0600 in $CORRAL_HOME; None if one exists."""
+    if path.exists():
+        secret = path.read_text().strip()
+        if secret and store.tokens.lookup(secret) is not None:
+            return None
+    secret = "crl_" + secrets.token_urlsafe(32)
+    store.tokens.create("admin", "admin (local)", secret=secret)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(path, 0o600)
+    return secret
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.db_url, retry_backoff=settings.retry_backoff)
+        self.coordinator = Coordinator(
+            self.store, lease_ttl=settings.lease_ttl, offline_after=settings.offline_after
+        )
+        self.new_admin_token = ensure_admin_token(self.store, settings.token_file)
+        self.agent: Agent | None = None
+        self.app = create_app(self.coordinator, max_body=settings.max_body, lifespan=self._lifespan)
+
+    def start_local_worker(self) -> None:
+        s = self.settings
+        if s.slots <= 0:
+            return
+        labels = {"local": "true", "platform": os.uname().sysname.lower()}
+        labels.update(parse_labels(s.local_labels))
+        name = f"{default_name()}-local"
+        link = LocalLink(self.coordinator, name, labels, s.slots, ["command"])
+        workdir = s.home / "work"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.agent = Agent(
+            link,
+            AgentOptions(slots=s.slots, workdir=str(workdir), long_poll=s.long_poll),
+        )
+        self.agent.start()
+
+    def submit_demo(self) -> None:
+        from corral.auth import Principal
+
+        spec = parse_toml(DEMO_SPEC.read_text())
+        system = Principal(token_id=0, kind="admin", name="demo")
+        run = self.coordinator.submit(system, spec)
+        log.info("demo run %s submitted", run.id)
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(sweep_forever(self.coordinator, self.settings.sweep_interval))
+        self.start_local_worker()
+        if self.settings.demo:
+            await asyncio.to_thread(self.submit_demo)
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            if self.agent is not None:
+                # jobs of the local worker cannot outlive the server: give their leases back
+                await asyncio.to_thread(self.agent.stop, "corral serve stopped")
+                await asyncio.to_thread(self.agent.wait_stopped, 10.0)
+            self.store.close()

@@ -1,0 +1,123 @@
+"""Connecting to the store: SQLite (WAL, durable commits) or PostgreSQL, and their differences."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Float, create_engine, event, literal_column, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql.elements import ColumnElement
+
+from corral.errors import ConfigError
+
+
+def normalize_url(url: str) -> str:
+    """Plain `postgresql://` URLs get the psycopg 3 driver; a bare path means SQLite."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().absolute()}"
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+class Database:
+    """An engine plus the few things that differ by dialect, each in one named place."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        parsed = make_url(self.url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.is_postgres = parsed.get_backend_name() == "postgresql"
+        if not (self.is_sqlite or self.is_postgres):
+            raise ConfigError([f"db: unsupported database {parsed.get_backend_name()!r}"])
+        # SQLite has one writer at a time: queueing writers on a lock in this process is
+        # cheaper and fairer than letting them spin on SQLITE_BUSY.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        self.engine = self._create()
+
+    def _create(self) -> Engine:
+        if self.is_sqlite:
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                self.url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=8,
+                max_overflow=16,
+            )
+            _sqlite_setup(engine)
+            return engine
+        return create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+    def now_sql(self) -> ColumnElement[float]:
+        """The store's clock as a SQL expression: lease expiry never trusts a worker's clock."""
+        if self.is_postgres:
+            return literal_column("extract(epoch from clock_timestamp())::float8", Float)
+        return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Float)
+
+    def now(self, conn: Connection) -> float:
+        if self.is_sqlite:
+            # the same machine's clock, without a round trip
+            return time.time()
+        return float(conn.execute(select(self.now_sql())).scalar_one())
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: BEGIN IMMEDIATE on SQLite, so no read-to-write upgrade can fail."""
+        if self._write_lock is not None:
+            with self._write_lock, self.engine.connect() as conn:
+                conn = conn.execution_options(corral_write=True)
+                with conn.begin():
+                    yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def skip_locked(self) -> dict[str, Any]:
+        """Arguments for `with_for_update`: rows another coordinator is leasing are passed over."""
+        return {"skip_locked": True} if self.is_postgres else {}
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own is deferred only)
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # WAL commits are durable only with FULL
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("corral_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def insert_ignoring_duplicates(db: Database, table: Any) -> Any:
+    """INSERT that skips rows whose unique key exists (a retried log upload is not stored twice)."""
+    if db.is_postgres:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()

@@ -1,0 +1,160 @@
+"""How a run moves on when its jobs change state: guarded transitions, readiness, run end.
+
+Every job state change in the store goes through `move`, so the one state machine in
+domain/states.py decides what is allowed, and the UPDATE is guarded by the state it
+expects: a concurrent change makes the guard miss instead of overwriting.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from corral.domain.states import ENDED, Event, JobState, RunState, next_state, run_state
+from corral.scheduler.graph import Node, readiness
+from corral.store.engine import Database
+from corral.store.tables import job_needs, jobs, runs
+
+
+def move(
+    conn: Connection,
+    db: Database,
+    job_id: int,
+    state: JobState,
+    event: Event,
+    **values: Any,
+) -> JobState | None:
+    """Apply `event` to a job believed to be in `state`; None if it was not (someone else won)."""
+    target = next_state(state, event)
+    if target.ended and "ended_at" not in values:
+        values["ended_at"] = db.now_sql()
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state == state.value)
+        .values(state=target.value, **values)
+    )
+    if result.rowcount != 1:
+        return None
+    return target
+
+
+def settle(
+    conn: Connection,
+    db: Database,
+    run_id: int,
+    changes: Sequence[tuple[str, JobState, JobState]],
+    recheck: Iterable[str] = (),
+) -> list[int]:
+    """Follow up job changes in one run: unblock or skip dependents, count ends, end the run.
+
+    `changes` holds (job name, old state, new state); `recheck` names ended jobs whose
+    dependents should be looked at again (after a rerun). Returns ids of jobs newly queued.
+    """
+    ended_names: set[str] = set(recheck)
+    delta = 0
+    for name, old, new in changes:
+        if new.ended and not old.ended:
+            delta -= 1
+            ended_names.add(name)
+        elif old.ended and not new.ended:
+            delta += 1
+    queued: list[int] = []
+    if ended_names:
+        queued, more = _unblock(conn, db, run_id, ended_names)
+        delta += more
+    if delta:
+        conn.execute(update(runs).where(runs.c.id == run_id).values(pending=runs.c.pending + delta))
+    _refresh_run(conn, db, run_id)
+    return queued
+
+
+def _unblock(conn: Connection, db: Database, run_id: int, ended: set[str]) -> tuple[list[int], int]:
+    """Decide blocked jobs that need one of `ended`; cascades through skips. Returns (queued, delta)."""
+    queued: list[int] = []
+    delta = 0
+    frontier = set(ended)
+    while frontier:
+        candidates = conn.execute(
+            select(jobs.c.id, jobs.c.name, jobs.c.needs, jobs.c.when).where(
+                jobs.c.id.in_(
+                    select(job_needs.c.job_id).where(
+                        job_needs.c.run_id == run_id, job_needs.c.need.in_(sorted(frontier))
+                    )
+                ),
+                jobs.c.state == JobState.BLOCKED.value,
+            )
+        ).all()
+        if not candidates:
+            break
+        wanted = {n for c in candidates for n in c.needs}
+        states = conn.execute(
+            select(jobs.c.id, jobs.c.name, jobs.c.state).where(
+                jobs.c.run_id == run_id, jobs.c.name.in_(sorted(wanted))
+            )
+        ).all()
+        nodes = [Node(s.id, s.name, JobState(s.state), (), "success") for s in states]
+        nodes += [Node(c.id, c.name, JobState.BLOCKED, tuple(c.needs), c.when) for c in candidates]
+        frontier = set()
+        names = {c.id: c.name for c in candidates}
+        for job_id, event in readiness(nodes):
+            values: dict[str, Any] = {}
+            if event is Event.SKIP:
+                values["reason"] = "skipped: its `when` did not match how its needs ended"
+            new = move(conn, db, job_id, JobState.BLOCKED, event, **values)
+            if new is JobState.QUEUED:
+                queued.append(job_id)
+            elif new is JobState.SKIPPED:
+                delta -= 1
+                frontier.add(names[job_id])
+    return queued, delta
+
+
+def _refresh_run(conn: Connection, db: Database, run_id: int) -> None:
+    row = conn.execute(
+        select(runs.c.state, runs.c.pending, runs.c.started_at).where(runs.c.id == run_id)
+    ).one()
+    if row.pending > 0:
+        if RunState(row.state).ended:
+            # a rerun brings an ended run back to life
+            conn.execute(
+                update(runs).where(runs.c.id == run_id).values(state="running", ended_at=None)
+            )
+        return
+    counts = job_counts(conn, [run_id]).get(run_id, Counter())
+    final = run_state(JobState(s) for s, n in counts.items() for _ in range(min(n, 1)))
+    if final.value != row.state:
+        conn.execute(
+            update(runs).where(runs.c.id == run_id).values(state=final.value, ended_at=db.now_sql())
+        )
+
+
+def job_counts(conn: Connection, run_ids: Iterable[int]) -> dict[int, Counter[str]]:
+    ids = list(run_ids)
+    out: dict[int, Counter[str]] = {i: Counter() for i in ids}
+    if not ids:
+        return out
+    rows = conn.execute(
+        select(jobs.c.run_id, jobs.c.state, func.count())
+        .where(jobs.c.run_id.in_(ids))
+        .group_by(jobs.c.run_id, jobs.c.state)
+    ).all()
+    for run_id, state, n in rows:
+        out[run_id][state] = n
+    return out
+
+
+def mark_started(conn: Connection, db: Database, run_ids: Iterable[int]) -> None:
+    """The first lease of a run makes it running."""
+    ids = sorted(set(run_ids))
+    if ids:
+        conn.execute(
+            update(runs)
+            .where(runs.c.id.in_(ids), runs.c.state == RunState.QUEUED.value)
+            .values(state=RunState.RUNNING.value, started_at=db.now_sql())
+        )
+
+
+__all__ = ["ENDED", "job_counts", "mark_started", "move", "settle"]

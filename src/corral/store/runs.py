@@ -1,0 +1,274 @@
+"""Runs and their jobs in the store: submit, read, cancel, rerun."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from corral.domain.models import Attempt, Job, Project, Run
+from corral.domain.runspec import RunSpec
+from corral.domain.states import ENDED, FAILURES, Event, JobState, RunState
+from corral.errors import Conflict, NotFound
+from corral.scheduler.graph import Node, downstream
+from corral.scheduler.placement import Placement
+from corral.store import rows
+from corral.store.engine import Database
+from corral.store.progress import job_counts, move, settle
+from corral.store.tables import attempts, job_needs, job_selectors, jobs, projects, runs
+
+_CANCELABLE = (JobState.BLOCKED, JobState.QUEUED, JobState.LEASED, JobState.RUNNING)
+
+
+class Runs:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def submit(
+        self, project: Project, spec: RunSpec, placements: Sequence[Placement], submitted_by: str
+    ) -> int:
+        """Store a run and its jobs in one transaction; durable when this returns."""
+        with self.db.write() as conn:
+            now = self.db.now(conn)
+            run_id = conn.execute(
+                insert(runs)
+                .values(
+                    project_id=project.id,
+                    name=spec.name,
+                    schedule=spec.schedule,
+                    params=dict(spec.params),
+                    state=RunState.QUEUED.value,
+                    pending=len(placements),
+                    submitted_by=submitted_by,
+                    created_at=now,
+                )
+                .returning(runs.c.id)
+            ).scalar_one()
+            job_rows = [
+                {
+                    "run_id": run_id,
+                    "name": p.spec.name,
+                    "instance": p.instance,
+                    "position": p.position,
+                    "kind": p.spec.kind,
+                    "payload": p.spec.payload(),
+                    "selector": dict(p.spec.selector),
+                    "selector_size": len(p.spec.selector),
+                    "target_worker_id": p.worker_id,
+                    "needs": list(p.needs),
+                    "when": p.spec.when,
+                    "timeout": p.spec.timeout,
+                    "retries": p.spec.retries,
+                    "state": (JobState.BLOCKED if p.needs else JobState.QUEUED).value,
+                    "attempts": 0,
+                    "tries": 0,
+                    "not_before": 0.0,
+                    "reason": "",
+                    "created_at": now,
+                }
+                for p in placements
+            ]
+            ids = (
+                conn.execute(
+                    insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), job_rows
+                )
+                .scalars()
+                .all()
+            )
+            selector_rows = [
+                {"job_id": jid, "pair": f"{k}={v}"}
+                for jid, p in zip(ids, placements, strict=True)
+                for k, v in p.spec.selector.items()
+            ]
+            if selector_rows:
+                conn.execute(insert(job_selectors), selector_rows)
+            need_rows = [
+                {"job_id": jid, "run_id": run_id, "need": need}
+                for jid, p in zip(ids, placements, strict=True)
+                for need in p.needs
+            ]
+            if need_rows:
+                conn.execute(insert(job_needs), need_rows)
+            return int(run_id)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, run_id: int) -> Run:
+        with self.db.read() as conn:
+            return self._get(conn, run_id)
+
+    def _get(self, conn: Connection, run_id: int) -> Run:
+        row = conn.execute(
+            select(runs, projects.c.name.label("project"))
+            .join(projects, projects.c.id == runs.c.project_id)
+            .where(runs.c.id == run_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        return rows.run(row, row.project, job_counts(conn, [run_id])[run_id])
+
+    def find(self, ref: str, project_ids: Sequence[int] | None) -> Run:
+        """A run by id, or the newest run of that name, among the projects a token may see."""
+        with self.db.read() as conn:
+            q = select(runs.c.id)
+            if ref.isdigit():
+                q = q.where(runs.c.id == int(ref))
+            else:
+                q = q.where(runs.c.name == ref).order_by(runs.c.id.desc()).limit(1)
+            if project_ids is not None:
+                q = q.where(runs.c.project_id.in_(project_ids))
+            run_id = conn.execute(q).scalar_one_or_none()
+            if run_id is None:
+                raise NotFound(f"no run {ref!r}")
+            return self._get(conn, run_id)
+
+    def list(
+        self,
+        project_ids: Sequence[int] | None,
+        *,
+        state: str | None = None,
+        name: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        with self.db.read() as conn:
+            q = (
+                select(runs, projects.c.name.label("project"))
+                .join(projects, projects.c.id == runs.c.project_id)
+                .order_by(runs.c.id.desc())
+                .limit(limit)
+            )
+            if project_ids is not None:
+                q = q.where(runs.c.project_id.in_(project_ids))
+            if state:
+                q = q.where(runs.c.state == state)
+            if name:
+                q = q.where(runs.c.name == name)
+            if before:
+                q = q.where(runs.c.id < before)
+            found = conn.execute(q).all()
+            counts = job_counts(conn, [r.id for r in found])
+            return [rows.run(r, r.project, counts[r.id]) for r in found]
+
+    def jobs(self, run_id: int) -> list[Job]:
+        with self.db.read() as conn:
+            found = conn.execute(
+                select(jobs).where(jobs.c.run_id == run_id).order_by(jobs.c.position, jobs.c.id)
+            ).all()
+            return [rows.job(r) for r in found]
+
+    def job(self, run_id: int, label: str) -> Job:
+        """A job by `name` or `name[instance]`; a bare name of a fanout job is ambiguous."""
+        name, _, rest = label.partition("[")
+        instance = rest[:-1] if rest.endswith("]") else None
+        with self.db.read() as conn:
+            q = select(jobs).where(jobs.c.run_id == run_id, jobs.c.name == name)
+            if instance is not None:
+                q = q.where(jobs.c.instance == instance)
+            found = conn.execute(q.order_by(jobs.c.id)).all()
+        if not found:
+            raise NotFound(f"no job {label!r} in run {run_id}")
+        if len(found) > 1:
+            copies = ", ".join(f"{r.name}[{r.instance}]" for r in found[:5])
+            raise NotFound(f"job {label!r} has a copy per worker; name one: {copies}")
+        return rows.job(found[0])
+
+    def job_by_id(self, job_id: int) -> Job:
+        with self.db.read() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        return rows.job(row)
+
+    def attempts(self, job_id: int) -> list[Attempt]:
+        with self.db.read() as conn:
+            found = conn.execute(
+                select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
+            ).all()
+            return [rows.attempt(r) for r in found]
+
+    def project_id(self, run_id: int) -> int:
+        with self.db.read() as conn:
+            pid = conn.execute(
+                select(runs.c.project_id).where(runs.c.id == run_id)
+            ).scalar_one_or_none()
+        if pid is None:
+            raise NotFound(f"no run {run_id}")
+        return int(pid)
+
+    # -- acting --------------------------------------------------------------------------
+
+    def cancel(self, run_id: int, job_ids: Sequence[int] | None, by: str) -> list[int]:
+        """Cancel the run's unfinished jobs (or the given ones); returns the attempts to stop."""
+        reason = f"canceled by {by}"
+        with self.db.write() as conn:
+            q = select(jobs.c.id, jobs.c.name, jobs.c.state, jobs.c.current_attempt_id).where(
+                jobs.c.run_id == run_id,
+                jobs.c.state.in_([s.value for s in _CANCELABLE]),
+            )
+            if job_ids is not None:
+                q = q.where(jobs.c.id.in_(job_ids))
+            changes: list[tuple[str, JobState, JobState]] = []
+            stop: list[int] = []
+            for row in conn.execute(q).all():
+                old = JobState(row.state)
+                new = move(conn, self.db, row.id, old, Event.CANCEL, reason=reason)
+                if new is None:
+                    continue
+                changes.append((row.name, old, new))
+                if old.active and row.current_attempt_id is not None:
+                    stop.append(row.current_attempt_id)
+            if stop:
+                conn.execute(
+                    update(attempts)
+                    .where(attempts.c.id.in_(stop))
+                    .values(state="canceled", reason=reason, ended_at=self.db.now_sql())
+                )
+            if changes:
+                settle(conn, self.db, run_id, changes)
+            return stop
+
+    def rerun(self, run_id: int, failed_only: bool) -> int:
+        """Put ended jobs back (all, or the failed ones) with everything downstream of them."""
+        with self.db.write() as conn:
+            found = conn.execute(
+                select(jobs.c.id, jobs.c.name, jobs.c.state, jobs.c.needs, jobs.c.when).where(
+                    jobs.c.run_id == run_id
+                )
+            ).all()
+            nodes = [Node(r.id, r.name, JobState(r.state), tuple(r.needs), r.when) for r in found]
+            if failed_only:
+                roots = {
+                    n.name for n in nodes if n.state in FAILURES or n.state is JobState.CANCELED
+                }
+                if not roots:
+                    raise Conflict(f"run {run_id} has no failed jobs to rerun")
+            else:
+                roots = {n.name for n in nodes}
+            names = downstream(nodes, roots)
+            chosen = [n for n in nodes if n.name in names]
+            if any(not n.state.ended for n in chosen):
+                raise Conflict(f"run {run_id} is still running: cancel it or wait for it to end")
+            changes: list[tuple[str, JobState, JobState]] = []
+            for n in chosen:
+                event = Event.BLOCK if n.needs else Event.RERUN
+                values: dict[str, Any] = {
+                    "tries": 0,
+                    "reason": "",
+                    "exit_code": None,
+                    "not_before": 0.0,
+                    "ended_at": None,
+                    "started_at": None,
+                    "current_attempt_id": None,
+                }
+                new = move(conn, self.db, n.id, n.state, event, **values)
+                if new is not None:
+                    changes.append((n.name, n.state, new))
+            # jobs whose needs all lie outside the rerun may be ready at once
+            outside = {need for n in chosen for need in n.needs if need not in names}
+            settle(conn, self.db, run_id, changes, recheck=outside)
+            return len(chosen)
+
+
+__all__ = ["ENDED", "Runs"]

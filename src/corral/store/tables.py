@@ -1,0 +1,192 @@
+"""Every table of corral, in one SQLAlchemy Core module; Alembic migrations follow it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Times are float seconds since the epoch, taken from the store's clock (see engine.now_sql).
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("allow_command", Boolean, nullable=False),
+    Column("allow_task", Boolean, nullable=False),
+    Column("allow_code", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("labels", JSON, nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("allow", JSON, nullable=False),
+    Column("draining", Boolean, nullable=False, default=False),
+    Column("local", Boolean, nullable=False, default=False),
+    Column("last_seen", Float, nullable=False),
+    Column("joined_at", Float, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # sha256 of the secret: the secret itself is shown once and never stored
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=True),
+    Column("worker_id", Integer, ForeignKey("workers.id"), nullable=True),
+    Column("name", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("schedule", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    # jobs not yet ended: the run ends when this reaches zero, without scanning its jobs
+    Column("pending", Integer, nullable=False),
+    Column("submitted_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Index(None, "project_id", "id"),
+    Index(None, "name", "id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("instance", String(128), nullable=False, default=""),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("selector", JSON, nullable=False),
+    Column("selector_size", Integer, nullable=False),
+    Column("target_worker_id", Integer, ForeignKey("workers.id"), nullable=True),
+    Column("needs", JSON, nullable=False),
+    Column("when", String(16), nullable=False),
+    Column("timeout", Float, nullable=True),
+    Column("retries", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    # attempts since the job was last (re)submitted: what `retries` is measured against
+    Column("tries", Integer, nullable=False, default=0),
+    Column("current_attempt_id", Integer, nullable=True),
+    Column("not_before", Float, nullable=False, default=0.0),
+    Column("reason", Text, nullable=False, default=""),
+    Column("exit_code", Integer, nullable=True),
+    Column("worker_name", String(128), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    UniqueConstraint("run_id", "name", "instance"),
+    # the lease query reads only queued jobs, oldest first
+    Index(
+        "ix_jobs_queue",
+        "id",
+        sqlite_where=Column("state") == "queued",
+        postgresql_where=Column("state") == "queued",
+    ),
+    Index(None, "run_id", "position"),
+)
+
+# One row per label a job's selector needs: the lease query matches them against a worker's
+# labels in SQL, so placement never loads jobs it cannot take.
+job_selectors = Table(
+    "job_selectors",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("pair", String(200), nullable=False),
+    Index(None, "job_id"),
+)
+
+# One row per (job, name it needs): when a job ends, only the jobs that need it are looked at.
+job_needs = Table(
+    "job_needs",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("need", String(64), nullable=False),
+    Index(None, "run_id", "need"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("worker_id", Integer, ForeignKey("workers.id"), nullable=False),
+    Column("worker_name", String(128), nullable=False),
+    Column("lease_token", String(64), nullable=False, unique=True),
+    Column("lease_expires_at", Float, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("leased_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("resources", JSON, nullable=False),
+    Column("log_bytes", Integer, nullable=False, default=0),
+    Index(None, "job_id", "number"),
+    Index(
+        "ix_attempts_active",
+        "lease_expires_at",
+        sqlite_where=Column("state").in_(["leased", "running"]),
+        postgresql_where=Column("state").in_(["leased", "running"]),
+    ),
+    Index(
+        "ix_attempts_worker_active",
+        "worker_id",
+        sqlite_where=Column("state").in_(["leased", "running"]),
+        postgresql_where=Column("state").in_(["leased", "running"]),
+    ),
+)
+
+log_chunks = Table(
+    "log_chunks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("attempt_id", Integer, ForeignKey("attempts.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("stream", String(8), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("data", Text, nullable=False),
+    UniqueConstraint("attempt_id", "seq"),
+)

@@ -1,0 +1,93 @@
+"""Workers in the store: join, list with their busy slots, drain, last seen."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import func, insert, select, update
+
+from corral.domain.models import Worker
+from corral.errors import NotFound
+from corral.store import rows
+from corral.store.engine import Database
+from corral.store.tables import attempts, workers
+
+ACTIVE = ("leased", "running")
+
+
+class Workers:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def join(
+        self,
+        name: str,
+        labels: Mapping[str, str],
+        slots: int,
+        allow: Sequence[str],
+        local: bool = False,
+    ) -> Worker:
+        """Register a worker, or update the one of that name (a restarted worker keeps its id)."""
+        with self.db.write() as conn:
+            now = self.db.now(conn)
+            values = {
+                "labels": dict(labels),
+                "slots": slots,
+                "allow": list(allow),
+                "draining": False,
+                "local": local,
+                "last_seen": now,
+            }
+            found = conn.execute(select(workers.c.id).where(workers.c.name == name)).scalar()
+            if found is None:
+                conn.execute(insert(workers).values(name=name, joined_at=now, **values))
+            else:
+                conn.execute(update(workers).where(workers.c.id == found).values(**values))
+            row = conn.execute(select(workers).where(workers.c.name == name)).one()
+            return rows.worker(row)
+
+    def get(self, worker_id: int) -> Worker:
+        with self.db.read() as conn:
+            row = conn.execute(select(workers).where(workers.c.id == worker_id)).one_or_none()
+            if row is None:
+                raise NotFound(f"no worker {worker_id}")
+            return rows.worker(row, self._busy(conn).get(worker_id, 0))
+
+    def by_name(self, name: str) -> Worker:
+        with self.db.read() as conn:
+            row = conn.execute(select(workers).where(workers.c.name == name)).one_or_none()
+            if row is None:
+                raise NotFound(f"no worker {name!r}")
+            return rows.worker(row, self._busy(conn).get(row.id, 0))
+
+    def list(self) -> list[Worker]:
+        with self.db.read() as conn:
+            busy = self._busy(conn)
+            found = conn.execute(select(workers).order_by(workers.c.name)).all()
+            return [rows.worker(r, busy.get(r.id, 0)) for r in found]
+
+    def _busy(self, conn: object) -> dict[int, int]:
+        from sqlalchemy import Connection
+
+        assert isinstance(conn, Connection)
+        return dict(
+            conn.execute(
+                select(attempts.c.worker_id, func.count())
+                .where(attempts.c.state.in_(ACTIVE))
+                .group_by(attempts.c.worker_id)
+            ).all()
+        )
+
+    def set_draining(self, worker_id: int, draining: bool) -> None:
+        with self.db.write() as conn:
+            done = conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(draining=draining)
+            )
+            if done.rowcount != 1:
+                raise NotFound(f"no worker {worker_id}")
+
+    def touch(self, worker_id: int) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(last_seen=self.db.now_sql())
+            )

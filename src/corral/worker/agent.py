@@ -1,0 +1,368 @@
+"""The worker agent: lease jobs in batches, run them in slots, report back, drain on request.
+
+Three kinds of thread: the leaser (asks for work when a slot is free), one thread per running
+job (the executor), and the reporter (starts, logs, heartbeats and ends, sent in batches).
+Heartbeats come from the reporter, so a job that floods its output cannot starve them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from corral.domain.models import Lease
+from corral.worker.executor import Chunk as ExecChunk
+from corral.worker.executor import ExecSpec, Execution
+from corral.worker.link import Batch, Chunk, Link, Outcome
+
+log = logging.getLogger("corral.worker")
+
+# Report a start only for jobs still running after this long: a fast job's end says it all.
+START_REPORT_DELAY = 0.05
+LOG_FLUSH_INTERVAL = 0.1
+# Bounds on log bytes: per report (under the server's body cap), and waiting in memory (a job
+# that writes faster than the coordinator stores is slowed down, not buffered without end).
+REPORT_LOG_BYTES = 2 * 1024 * 1024
+PENDING_LOG_BYTES = 8 * 1024 * 1024
+
+
+class CoordinatorAway(Exception):
+    """The coordinator did not answer; the link has already retried with back-off."""
+
+
+@dataclass
+class Slot:
+    lease: Lease
+    execution: Execution | None = None
+    started_at: float = field(default_factory=time.time)
+    start_reported: bool = False
+    seq: int = 0
+    stop_reason: str = ""
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    slots: int = 1
+    workdir: str = ""
+    grace: float = 5.0
+    log_limit: int = 16 * 1024 * 1024
+    max_offline: float = 0.0  # stop after this long without the coordinator; 0 = never
+    long_poll: float = 20.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(self, link: Link, options: AgentOptions) -> None:
+        self.link = link
+        self.options = options
+        self._lock = threading.Condition()
+        self._slots: dict[int, Slot] = {}
+        self._pending = Batch()
+        self._pending_log_bytes = 0
+        self._draining = False
+        self._stopping = False  # forced: kill jobs, release leases, leave
+        self._stopped = threading.Event()
+        self._offline_since: float | None = None
+        self._threads: list[threading.Thread] = []
+        self.error: str = ""
+
+    # -- public --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for target, name in ((self._lease_loop, "leaser"), (self._report_loop, "reporter")):
+            t = threading.Thread(target=target, name=f"corral-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def run(self) -> None:
+        """Start and block until stopped (drained, forced, or offline too long)."""
+        self.start()
+        self._stopped.wait()
+        self.join(timeout=1.0)
+
+    def drain(self) -> None:
+        """No new leases; running jobs finish; then the agent stops."""
+        with self._lock:
+            if self._draining:
+                return
+            self._draining = True
+            self._lock.notify_all()
+        try:
+            self.link.drain()
+        except Exception as exc:  # the coordinator may be away; draining goes on locally
+            log.warning("could not tell the coordinator about the drain: %s", exc)
+        self._maybe_done()
+
+    def stop(self, reason: str = "the worker was stopped") -> None:
+        """Kill running jobs and give their leases back at once."""
+        with self._lock:
+            self._draining = True
+            self._stopping = True
+            slots = list(self._slots.values())
+            self._lock.notify_all()
+        for slot in slots:
+            slot.stop_reason = reason
+            if slot.execution is not None:
+                slot.execution.kill(reason)
+        self._maybe_done()
+
+    def join(self, timeout: float | None = None) -> None:
+        for t in self._threads:
+            t.join(timeout)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._slots)
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    # -- leasing -------------------------------------------------------------------------
+
+    def _lease_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._draining and len(self._slots) >= self.options.slots:
+                    self._lock.wait()
+                if self._draining:
+                    return
+                free = self.options.slots - len(self._slots)
+            try:
+                leases = self.link.lease(free, self.options.long_poll)
+            except CoordinatorAway as exc:
+                if self._offline_too_long(str(exc)):
+                    return
+                continue
+            except Exception as exc:
+                log.error("leasing failed: %s", exc)
+                self.error = str(exc)
+                if self._offline_too_long(str(exc)):
+                    return
+                time.sleep(1.0)
+                continue
+            self._online()
+            with self._lock:
+                late = self._draining
+                if late:
+                    # leased while a drain began: give them straight back
+                    self._pending.released.extend((x.attempt_id, x.token) for x in leases)
+                    self._lock.notify_all()
+            if late:
+                return
+            for lease in leases:
+                self._launch(lease)
+
+    def _launch(self, lease: Lease) -> None:
+        slot = Slot(lease)
+        with self._lock:
+            self._slots[lease.attempt_id] = slot
+            if self._stopping:
+                slot.stop_reason = "the worker was stopped"
+        t = threading.Thread(
+            target=self._run_slot, args=(slot,), name=f"corral-job-{lease.attempt_id}", daemon=True
+        )
+        t.start()
+
+    def _run_slot(self, slot: Slot) -> None:
+        lease = slot.lease
+        try:
+            spec = self._exec_spec(lease)
+        except ValueError as exc:
+            self._finished(
+                slot, Outcome(lease.attempt_id, lease.token, "failed", None, str(exc), time.time())
+            )
+            return
+        execution = Execution(spec, lambda c: self._output(slot, c))
+        slot.execution = execution
+        if slot.stop_reason:
+            execution.kill(slot.stop_reason)
+        result = execution.run()
+        if self._stopping and result.outcome == "canceled":
+            with self._lock:
+                self._pending.released.append((lease.attempt_id, lease.token))
+                self._slots.pop(lease.attempt_id, None)
+                self._lock.notify_all()
+            self._maybe_done()
+            return
+        outcome = result.outcome if result.outcome != "canceled" else "failed"
+        self._finished(
+            slot,
+            Outcome(
+                lease.attempt_id,
+                lease.token,
+                outcome,
+                result.exit_code,
+                result.reason,
+                result.started_at,
+                dict(result.resources),
+            ),
+        )
+
+    def _exec_spec(self, lease: Lease) -> ExecSpec:
+        payload = lease.payload
+        kind = payload.get("kind")
+        if kind != "command":
+            raise ValueError(f"this worker cannot run {kind} jobs")
+        env = dict(self.options.env)
+        env.update(payload.get("env") or {})
+        env.update(
+            {
+                "CORRAL_RUN": str(lease.run_id),
+                "CORRAL_RUN_NAME": lease.run_name,
+                "CORRAL_JOB": lease.job_name,
+                "CORRAL_ATTEMPT": str(lease.number),
+                "CORRAL_WORKER": self.link.worker_name,
+            }
+        )
+        argv = payload.get("argv")
+        return ExecSpec(
+            command=payload.get("command"),
+            argv=tuple(argv) if argv else None,
+            env=env,
+            workdir_root=self.options.workdir,
+            timeout=lease.timeout,
+            grace=self.options.grace,
+            log_limit=self.options.log_limit,
+        )
+
+    def _output(self, slot: Slot, chunk: ExecChunk) -> None:
+        with self._lock:
+            while self._pending_log_bytes > PENDING_LOG_BYTES and not self._stopping:
+                self._lock.wait(1.0)
+            self._pending_log_bytes += len(chunk.data)
+            self._pending.logs.append(
+                Chunk(
+                    slot.lease.attempt_id,
+                    slot.lease.token,
+                    slot.seq,
+                    chunk.stream,
+                    chunk.ts,
+                    chunk.data,
+                )
+            )
+            slot.seq += 1
+
+    def _finished(self, slot: Slot, outcome: Outcome) -> None:
+        with self._lock:
+            self._pending.finished.append(outcome)
+            self._slots.pop(slot.lease.attempt_id, None)
+            self._lock.notify_all()
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _report_loop(self) -> None:
+        interval = max(min(self.link.lease_ttl / 3.0, 10.0), 0.05)
+        next_beat = time.monotonic() + interval
+        while True:
+            with self._lock:
+                timeout = min(next_beat - time.monotonic(), LOG_FLUSH_INTERVAL)
+                if (
+                    not self._pending.finished
+                    and not self._pending.released
+                    and self._pending_log_bytes < REPORT_LOG_BYTES
+                    and timeout > 0
+                ):
+                    self._lock.wait(timeout)
+                now = time.monotonic()
+                batch, self._pending = self._pending, Batch()
+                self._split_logs(batch)
+                wall = time.time()
+                for slot in self._slots.values():
+                    if not slot.start_reported and wall - slot.started_at >= START_REPORT_DELAY:
+                        slot.start_reported = True
+                        batch.started.append(
+                            (slot.lease.attempt_id, slot.lease.token, slot.started_at)
+                        )
+                if now >= next_beat:
+                    next_beat = now + interval
+                    batch.heartbeats = [
+                        (s.lease.attempt_id, s.lease.token) for s in self._slots.values()
+                    ]
+                done = self._draining and not self._slots and not batch
+            if done:
+                self._stopped.set()
+                return
+            if not batch:
+                continue
+            self._send(batch)
+
+    def _split_logs(self, batch: Batch) -> None:
+        """Keep at most REPORT_LOG_BYTES of logs in this batch; the rest waits for the next."""
+        size, keep = 0, 0
+        for chunk in batch.logs:
+            if keep and size + len(chunk.data) > REPORT_LOG_BYTES:
+                break
+            size += len(chunk.data)
+            keep += 1
+        if keep < len(batch.logs):
+            self._pending.logs = batch.logs[keep:]
+            batch.logs = batch.logs[:keep]
+            # ends must follow their logs: hold them back until the logs are out
+            self._pending.finished, batch.finished = batch.finished, []
+            self._pending.released, batch.released = batch.released, []
+        self._pending_log_bytes -= size
+        self._lock.notify_all()
+
+    def _send(self, batch: Batch) -> None:
+        while True:
+            try:
+                answer = self.link.report(batch, "the worker was stopped before the job ended")
+                self._online()
+                break
+            except Exception as exc:
+                if self._offline_too_long(str(exc)):
+                    return
+                time.sleep(0.5)
+        for attempt_id in answer.lost:
+            with self._lock:
+                slot = self._slots.get(attempt_id)
+            if slot is not None and slot.execution is not None:
+                slot.execution.kill("canceled: the lease is no longer held (canceled or expired)")
+
+    # -- being offline -------------------------------------------------------------------
+
+    def _online(self) -> None:
+        self._offline_since = None
+
+    def _offline_too_long(self, why: str) -> bool:
+        now = time.monotonic()
+        if self._offline_since is None:
+            self._offline_since = now
+            log.warning("coordinator unreachable: %s", why)
+        limit = self.options.max_offline
+        if limit and now - self._offline_since > limit:
+            self.error = f"no coordinator for {limit:.0f}s: stopping ({why})"
+            log.error(self.error)
+            self.stop(self.error)
+            self._stopped.set()
+            return True
+        return False
+
+    def _maybe_done(self) -> None:
+        with self._lock:
+            self._lock.notify_all()
+
+
+def default_name() -> str:
+    return os.uname().nodename.split(".")[0] or "worker"
+
+
+def on_signal(agent: Agent, echo: Callable[[str], None]) -> Callable[[int, object], None]:
+    """First SIGTERM/SIGINT drains; a second one kills the jobs and releases their leases."""
+    count = {"n": 0}
+
+    def handler(signum: int, _frame: object) -> None:
+        count["n"] += 1
+        if count["n"] == 1:
+            echo("draining: no new jobs; running jobs finish (signal again to stop them now)")
+            threading.Thread(target=agent.drain, daemon=True).start()
+        else:
+            echo("stopping: killing running jobs and releasing their leases")
+            threading.Thread(target=agent.stop, daemon=True).start()
+
+    return handler

@@ -1,0 +1,676 @@
+"""Run one job attempt in its own process group and workdir, streaming output (stdlib only)."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from resource import struct_rusage
+
+_READ_SIZE = 64 * 1024
+_FLUSH_SIZE = 64 * 1024
+# How long to keep reading after the main process has exited; only a process that escaped the
+# group (setsid) can still hold the pipes open by then, and it must not hang the attempt.
+_DRAIN_AFTER_EXIT = 0.5
+# Exit polling bounds, used only where pidfd_open is unavailable (non-Linux, old kernels).
+_POLL_MIN = 0.001
+_POLL_MAX = 0.05
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
+
+# A command made only of these characters has no quoting, globbing, redirection, expansion or
+# control operators, so `sh -c` would just split it on spaces and exec it. Doing that split
+# ourselves saves a whole extra exec (the shell) per job, which dominates tiny jobs.
+_PLAIN_COMMAND = re.compile(r"[A-Za-z0-9_./=:,+@%\- ]+")
+# First words that the shell handles itself (keywords, builtins that change the shell or have
+# no binary); some platforms ship same-named binaries (macOS /usr/bin/cd) that do nothing useful.
+_SHELL_WORDS_TEXT = (
+    ". : alias bg break case cd command continue do done elif else esac eval exec exit export "
+    "fc fg fi for function getopts hash if in jobs local read readonly return select set shift "
+    "source then time times trap type ulimit umask unalias unset until wait while"
+)
+_SHELL_WORDS = frozenset(_SHELL_WORDS_TEXT.split())
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    command: str | None = None
+    argv: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    inherit_env: bool = False
+    workdir_root: str = ""
+    keep_workdir: bool = False
+    timeout: float | None = None
+    grace: float = 5.0
+    log_limit: int = 16 * 1024 * 1024
+    chunk_interval: float = 0.05
+
+    def __post_init__(self) -> None:
+        if (self.command is None) == (self.argv is None):
+            raise ValueError("exactly one of command and argv must be set")
+        if self.argv is not None:
+            if isinstance(self.argv, str):
+                raise ValueError("argv must be a sequence of strings, not a string")
+            if not isinstance(self.argv, tuple):
+                object.__setattr__(self, "argv", tuple(self.argv))
+            if not self.argv:
+                raise ValueError("argv must not be empty")
+        if self.timeout is not None and self.timeout < 0:
+            raise ValueError("timeout must be >= 0")
+        if self.grace < 0:
+            raise ValueError("grace must be >= 0")
+        if self.log_limit < 0:
+            raise ValueError("log_limit must be >= 0")
+        if self.chunk_interval < 0:
+            raise ValueError("chunk_interval must be >= 0")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    stream: str
+    ts: float
+    data: str
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    outcome: str
+    exit_code: int | None
+    reason: str
+    started_at: float
+    finished_at: float
+    resources: Mapping[str, float]
+    output_bytes: int
+    truncated: bool
+
+
+class Execution:
+    def __init__(self, spec: ExecSpec, on_output: Callable[[Chunk], None]) -> None:
+        self._spec = spec
+        self._on_output = on_output
+        self._lock = threading.Lock()
+        # (reason, hard): replaced as a whole so the run loop can read it without the lock.
+        self._stop: tuple[str, bool] | None = None
+        self._waker: _Waker | None = None
+        self._started = False
+        self._finished = False
+        self._pid: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def cancel(self, reason: str = "canceled") -> None:
+        self._request_stop(reason, hard=False)
+
+    def kill(self, reason: str = "killed") -> None:
+        self._request_stop(reason, hard=True)
+
+    def _request_stop(self, reason: str, hard: bool) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            prev = self._stop
+            # The first reason names the cause; a later kill() only escalates the signal.
+            self._stop = (prev[0] if prev else reason, hard or (prev is not None and prev[1]))
+            if self._waker is not None:
+                self._waker.wake()
+
+    def run(self) -> ExecResult:
+        with self._lock:
+            if self._started:
+                raise RuntimeError("Execution.run() can only be called once")
+            self._started = True
+            stop = self._stop
+        try:
+            if stop is not None:
+                now = time.time()
+                return _not_started("canceled", stop[0], now)
+            return self._prepare_and_run()
+        finally:
+            with self._lock:
+                self._finished = True
+                if self._waker is not None:
+                    self._waker.close()
+                    self._waker = None
+
+    def _prepare_and_run(self) -> ExecResult:
+        spec = self._spec
+        started_at = time.time()
+        root = spec.workdir_root or None
+        try:
+            try:
+                workdir = tempfile.mkdtemp(prefix="attempt-", dir=root)
+            except FileNotFoundError:
+                if root is None:
+                    raise
+                os.makedirs(root, exist_ok=True)
+                workdir = tempfile.mkdtemp(prefix="attempt-", dir=root)
+        except OSError as exc:
+            return _not_started("failed", f"could not start: {exc}", started_at)
+        try:
+            tmpdir = os.path.join(workdir, "tmp")
+            try:
+                os.mkdir(tmpdir)
+            except OSError as exc:
+                return _not_started("failed", f"could not start: {exc}", started_at)
+            if spec.inherit_env:
+                env = dict(os.environ)
+            else:
+                # The worker's own PATH, so a job finds the same tools the host was set up with.
+                env = {
+                    "PATH": os.environ.get("PATH") or _DEFAULT_PATH,
+                    "HOME": workdir,
+                    "LANG": "C.UTF-8",
+                    "TMPDIR": tmpdir,
+                }
+            env.update(spec.env)
+            return self._run_in(workdir, env)
+        finally:
+            if not spec.keep_workdir:
+                _remove_tree(workdir)
+
+    def _run_in(self, workdir: str, env: dict[str, str]) -> ExecResult:
+        waker = _Waker()
+        with self._lock:
+            self._waker = waker
+            stop = self._stop
+        if stop is not None:
+            return _not_started("canceled", stop[0], time.time())
+        out_r, out_w = os.pipe()
+        try:
+            err_r, err_w = os.pipe()
+        except BaseException:
+            os.close(out_r)
+            os.close(out_w)
+            raise
+        started_at = time.time()
+        started_mono = time.monotonic()
+        try:
+            proc = _spawn(self._spec, env, workdir, out_w, err_w)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            os.close(out_r)
+            os.close(err_r)
+            return _not_started("failed", f"could not start: {exc}", started_at)
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        self._pid = proc.pid
+        try:
+            loop = _Loop(self, proc, out_r, err_r, waker, started_mono)
+        except BaseException:
+            _killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                proc.returncode = os.waitstatus_to_exitcode(os.waitpid(proc.pid, 0)[1])
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        try:
+            loop.run()
+        finally:
+            loop.close()
+        return loop.result(started_at)
+
+
+def _spawn(
+    spec: ExecSpec, env: dict[str, str], cwd: str, out_w: int, err_w: int
+) -> subprocess.Popen[bytes]:
+    def start(argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            cwd=cwd,
+            env=env,
+            close_fds=True,
+            start_new_session=True,
+        )
+
+    if spec.argv is not None:
+        return start(list(spec.argv))
+    command = spec.command or ""
+    shell = ["/bin/sh", "-c", command]
+    if _PLAIN_COMMAND.fullmatch(command):
+        words = command.split()
+        if words and "=" not in words[0] and words[0] not in _SHELL_WORDS:
+            try:
+                return start(words)
+            except OSError:
+                # Not an executable after all: let the shell decide, so a missing command is
+                # "exit 127" exactly as it would be with `sh -c`.
+                pass
+    return start(shell)
+
+
+class _Stream:
+    __slots__ = ("buf", "decoder", "first_ts", "flush_at", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.decoder = _UTF8_DECODER(errors="replace")
+        self.buf = bytearray()
+        self.first_ts = 0.0
+        self.flush_at = 0.0
+
+
+class _Loop:
+    """The select loop for one running process: output, exit, timeout and stop requests."""
+
+    def __init__(
+        self,
+        owner: Execution,
+        proc: subprocess.Popen[bytes],
+        out_r: int,
+        err_r: int,
+        waker: _Waker,
+        started_mono: float,
+    ) -> None:
+        spec = owner._spec
+        self.owner = owner
+        self.emit = owner._on_output
+        self.proc = proc
+        self.pid = proc.pid
+        self.waker = waker
+        self.interval = spec.chunk_interval
+        self.limit = spec.log_limit
+        self.grace = spec.grace
+        self.timeout = spec.timeout
+        self.started_mono = started_mono
+        self.timeout_at = None if spec.timeout is None else started_mono + spec.timeout
+        self.kill_at: float | None = None
+        self.drain_until: float | None = None
+        self.poll_at: float | None = None
+        self.poll_step = _POLL_MIN
+        self.outcome: str | None = None
+        self.stop_reason = ""
+        self.term_sent = False
+        self.kill_sent = False
+        self.escalated = False
+        self.status: int | None = None
+        self.status_lost = False
+        self.rusage: struct_rusage | None = None
+        self.finished_at = 0.0
+        self.finished_mono = 0.0
+        self.total = 0
+        self.kept = 0
+        self.truncated = False
+        self.streams: dict[int, _Stream] = {out_r: _Stream("stdout"), err_r: _Stream("stderr")}
+        self.sel: selectors.BaseSelector = _new_selector()
+        for fd in self.streams:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ)
+        self.sel.register(waker.rfd, selectors.EVENT_READ)
+        self.pidfd = _pidfd_open(self.pid)
+        if self.pidfd is not None:
+            self.sel.register(self.pidfd, selectors.EVENT_READ)
+        else:
+            self.poll_at = started_mono + _POLL_MIN
+
+    def run(self) -> None:
+        streams = self.streams
+        sel = self.sel
+        while self.status is None or streams:
+            now = time.monotonic()
+            if self.status is None:
+                self._check_stop(now)
+                if self.poll_at is not None and now >= self.poll_at:
+                    self._poll_exit(now)
+                    if self.status is not None:
+                        continue
+            elif self.drain_until is not None and now >= self.drain_until:
+                for fd in list(streams):
+                    self._close_stream(fd)
+                break
+            wait = self._next_deadline(now)
+            events = sel.select(None if wait is None else max(0.0, wait - now))
+            now = time.monotonic()
+            for key, _ in events:
+                fd = key.fd
+                stream = streams.get(fd)
+                if stream is not None:
+                    self._read(fd, stream, now)
+                elif fd == self.pidfd:
+                    self._reap()
+                elif fd == self.waker.rfd:
+                    self.waker.drain()
+            for stream in streams.values():
+                if stream.buf and now >= stream.flush_at:
+                    self._flush(stream, final=False)
+        if self.truncated:
+            dropped = self.total - self.kept
+            marker = (
+                f"\n[corral: log truncated after {_size(self.limit)}; "
+                f"{dropped} more bytes dropped]\n"
+            )
+            self.emit(Chunk("stderr", time.time(), marker))
+
+    def _next_deadline(self, now: float) -> float | None:
+        best: float | None = None
+        if self.status is None:
+            candidates = [self.kill_at, self.poll_at]
+            if self.outcome is None:
+                candidates.append(self.timeout_at)
+        else:
+            candidates = [self.drain_until]
+        for stream in self.streams.values():
+            if stream.buf:
+                candidates.append(stream.flush_at)
+        for t in candidates:
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def _check_stop(self, now: float) -> None:
+        stop = self.owner._stop
+        if stop is not None:
+            reason, hard = stop
+            if self.outcome is None:
+                self.outcome = "canceled"
+                self.stop_reason = reason
+                if not hard:
+                    self._terminate(now)
+            if hard:
+                self._send_kill()
+        if self.outcome is None and self.timeout_at is not None and now >= self.timeout_at:
+            self.outcome = "timed_out"
+            self._terminate(now)
+        if self.kill_at is not None and now >= self.kill_at:
+            self.kill_at = None
+            if not self.kill_sent:
+                self.escalated = True
+                self._send_kill()
+
+    def _terminate(self, now: float) -> None:
+        if self.term_sent or self.kill_sent:
+            return
+        if self.grace <= 0:
+            self._send_kill()
+            return
+        self.term_sent = True
+        _killpg(self.pid, signal.SIGTERM)
+        self.kill_at = now + self.grace
+
+    def _send_kill(self) -> None:
+        if not self.kill_sent:
+            self.kill_sent = True
+            self.kill_at = None
+            _killpg(self.pid, signal.SIGKILL)
+
+    def _poll_exit(self, now: float) -> None:
+        waitid = getattr(os, "waitid", None)
+        if waitid is not None:
+            try:
+                info = waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                info = True
+            if info is not None:
+                self._reap()
+                return
+        else:
+            try:
+                pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.status_lost = True
+                self._reaped(0, None)
+                return
+            if pid:
+                # Reaped before the group kill here, so a reused pid is possible but unlikely.
+                _killpg(self.pid, signal.SIGKILL)
+                self._reaped(status, rusage)
+                return
+        self.poll_step = min(self.poll_step * 2, _POLL_MAX)
+        self.poll_at = now + self.poll_step
+
+    def _reap(self) -> None:
+        # The exited leader is still a zombie, so its pid cannot have been reused and the group id
+        # is still ours: kill every remaining member now, before reaping frees the id.
+        _killpg(self.pid, signal.SIGKILL)
+        try:
+            _, status, rusage = os.wait4(self.pid, 0)
+        except ChildProcessError:
+            # Someone else reaped it (a foreign os.wait()); the status is gone.
+            status, rusage = 0, None
+            self.status_lost = True
+        self._reaped(status, rusage)
+
+    def _reaped(self, status: int, rusage: struct_rusage | None) -> None:
+        self.status = status
+        self.rusage = rusage
+        self.finished_at = time.time()
+        self.finished_mono = time.monotonic()
+        self.drain_until = self.finished_mono + _DRAIN_AFTER_EXIT
+        self.poll_at = None
+        self.kill_at = None
+        if not self.status_lost:
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+        else:
+            self.proc.returncode = 0  # keeps Popen.__del__ from tracking it as still running
+        if self.pidfd is not None:
+            self.sel.unregister(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def _read(self, fd: int, stream: _Stream, now: float) -> None:
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self._close_stream(fd)
+            if not self.streams and self.status is None and self.pidfd is None:
+                # Without a pidfd, EOF on both pipes is the best hint that the process is done.
+                self.poll_step = _POLL_MIN
+                self.poll_at = now
+            return
+        n = len(data)
+        self.total += n
+        if self.truncated:
+            return
+        room = self.limit - self.kept
+        if n > room:
+            cut = room
+            # Back up to a character boundary so the kept log does not end in a broken character.
+            while cut > 0 and (data[cut] & 0xC0) == 0x80:
+                cut -= 1
+            data = data[:cut]
+            self.truncated = True
+            if not data:
+                return
+        self.kept += len(data)
+        if not stream.buf:
+            stream.first_ts = time.time()
+            stream.flush_at = now + self.interval
+        stream.buf += data
+        if len(stream.buf) >= _FLUSH_SIZE:
+            self._flush(stream, final=False)
+
+    def _flush(self, stream: _Stream, final: bool) -> None:
+        text = stream.decoder.decode(stream.buf, final)
+        stream.buf.clear()
+        if text:
+            self.emit(Chunk(stream.name, stream.first_ts, text))
+
+    def _close_stream(self, fd: int) -> None:
+        stream = self.streams.pop(fd)
+        self.sel.unregister(fd)
+        os.close(fd)
+        if not stream.buf:
+            stream.first_ts = time.time()
+        self._flush(stream, final=True)
+
+    def close(self) -> None:
+        """Release everything; on an abnormal exit (callback raised, interrupt) kill the job."""
+        if self.status is None:
+            self._send_kill()
+            self._reap()
+        for fd in list(self.streams):
+            self.streams.pop(fd)
+            self.sel.unregister(fd)
+            os.close(fd)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        self.sel.close()
+
+    def result(self, started_at: float) -> ExecResult:
+        status = self.status
+        assert status is not None
+        code: int | None = None if self.status_lost else os.waitstatus_to_exitcode(status)
+        if self.outcome == "timed_out":
+            outcome = "timed_out"
+            how = "SIGKILL" if self.kill_sent and not self.term_sent else "SIGTERM"
+            if self.escalated:
+                how += f", then SIGKILL after {_secs(self.grace)}s grace"
+            reason = f"timed out after {_secs(self.timeout or 0.0)}s ({how})"
+        elif self.outcome == "canceled":
+            outcome, reason = "canceled", self.stop_reason
+        elif code is None:
+            outcome, reason = "failed", "exit status lost (reaped elsewhere)"
+        elif code == 0:
+            outcome, reason = "passed", "exit 0"
+        elif code > 0:
+            outcome, reason = "failed", f"exit {code}"
+        else:
+            outcome, reason = "failed", f"killed by signal {-code} ({_signame(-code)})"
+        resources: dict[str, float] = {"wall_s": self.finished_mono - self.started_mono}
+        ru = self.rusage
+        if ru is not None:
+            maxrss = float(ru.ru_maxrss)
+            if sys.platform == "darwin":
+                maxrss /= 1024  # bytes there, KiB on Linux
+            resources["user_cpu_s"] = ru.ru_utime
+            resources["sys_cpu_s"] = ru.ru_stime
+            resources["max_rss_kib"] = maxrss
+        return ExecResult(
+            outcome=outcome,
+            exit_code=code,
+            reason=reason,
+            started_at=started_at,
+            finished_at=self.finished_at,
+            resources=resources,
+            output_bytes=self.total,
+            truncated=self.truncated,
+        )
+
+
+class _Waker:
+    """A file descriptor other threads can make readable to interrupt the select loop."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        if hasattr(os, "eventfd"):
+            self.rfd = self.wfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        else:
+            self.rfd, self.wfd = os.pipe()
+            os.set_blocking(self.rfd, False)
+            os.set_blocking(self.wfd, False)
+
+    def wake(self) -> None:
+        if not self.closed:
+            # BlockingIOError: already full of wake-ups, which is just as good.
+            with contextlib.suppress(BlockingIOError):
+                os.write(self.wfd, (1).to_bytes(8, sys.byteorder))
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.rfd, 4096)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.rfd)
+            if self.wfd != self.rfd:
+                os.close(self.wfd)
+
+
+def _new_selector() -> selectors.BaseSelector:
+    # poll(2) needs no kernel object per run (unlike epoll) and is just as good for four fds.
+    if hasattr(selectors, "PollSelector"):
+        return selectors.PollSelector()
+    return selectors.DefaultSelector()
+
+
+def _pidfd_open(pid: int) -> int | None:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(pid)
+    except OSError:  # ENOSYS on old kernels, EPERM under some seccomp profiles
+        return None
+    return fd
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    # ESRCH: the group is already gone; EPERM: only zombies are left (on some platforms).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _not_started(outcome: str, reason: str, started_at: float) -> ExecResult:
+    now = time.time()
+    return ExecResult(
+        outcome=outcome,
+        exit_code=None,
+        reason=reason,
+        started_at=started_at,
+        finished_at=now,
+        resources={"user_cpu_s": 0.0, "sys_cpu_s": 0.0, "max_rss_kib": 0.0, "wall_s": 0.0},
+        output_bytes=0,
+        truncated=False,
+    )
+
+
+def _remove_tree(path: str) -> None:
+    # Most jobs leave nothing behind; two rmdir calls are far cheaper than rmtree's walk.
+    try:
+        os.rmdir(os.path.join(path, "tmp"))
+        os.rmdir(path)
+        return
+    except OSError:
+        pass
+    try:
+        shutil.rmtree(path)
+        return
+    except OSError:
+        pass
+    # A job may have left directories without write/search permission; restore them and retry.
+    for root, dirs, _ in os.walk(path):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(root, name), 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _secs(value: float) -> str:
+    return f"{value:g}"
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n} bytes"
+
+
+def _signame(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

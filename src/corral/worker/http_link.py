@@ -1,0 +1,113 @@
+"""The worker's link over HTTP: join with a join token, then lease and report with its own credential."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from corral.client import Http, Unreachable
+from corral.domain.models import Lease
+from corral.errors import Unauthorized
+from corral.worker.agent import CoordinatorAway
+from corral.worker.link import Answer, Batch
+
+
+class HttpLink:
+    def __init__(
+        self,
+        http: Http,
+        name: str,
+        labels: dict[str, str],
+        slots: int,
+        allow: Sequence[str],
+        *,
+        retry_for: float = 60.0,
+    ) -> None:
+        self.http = http
+        self.join_token = http.token
+        self.retry_for = retry_for
+        self._identity = {"name": name, "labels": labels, "slots": slots, "allow": list(allow)}
+        self.worker_name = name
+        self.lease_ttl = 30.0
+        self._join()
+
+    def _join(self) -> None:
+        if self.join_token:
+            self.http.set_token(self.join_token)
+        answer = self.http.request(
+            "POST", "/api/v1/workers/join", json=self._identity, retry_for=self.retry_for
+        )
+        self.http.set_token(answer["token"])
+        self.worker_id = int(answer["worker"]["id"])
+        self.lease_ttl = float(answer["lease_ttl"])
+
+    def _call(self, path: str, body: dict[str, Any], timeout: float | None = None) -> Any:
+        try:
+            return self.http.request("POST", path, json=body, timeout=timeout, retry_for=5.0)
+        except Unreachable as exc:
+            raise CoordinatorAway(str(exc)) from exc
+        except Unauthorized:
+            # our credential is gone (revoked, or a fresh store): join again with the join token
+            self._join()
+            return self.http.request("POST", path, json=body, timeout=timeout, retry_for=5.0)
+
+    def lease(self, max_jobs: int, wait: float) -> list[Lease]:
+        answer = self._call(
+            "/api/v1/workers/lease", {"max": max_jobs, "wait": wait}, timeout=wait + 15.0
+        )
+        return [
+            Lease(
+                attempt_id=x["attempt"],
+                token=x["token"],
+                job_id=x["job_id"],
+                run_id=x["run_id"],
+                run_name=x["run_name"],
+                job_name=x["job"],
+                instance=x["instance"],
+                number=x["number"],
+                payload=x["spec"],
+                timeout=x["timeout"],
+                ttl=x["ttl"],
+            )
+            for x in answer["leases"]
+        ]
+
+    def report(self, batch: Batch, reason: str = "") -> Answer:
+        body: dict[str, Any] = {
+            "started": [{"attempt": a, "token": t, "at": at} for a, t, at in batch.started],
+            "heartbeats": [{"attempt": a, "token": t} for a, t in batch.heartbeats],
+            "logs": [
+                {
+                    "attempt": c.attempt_id,
+                    "token": c.token,
+                    "seq": c.seq,
+                    "stream": c.stream,
+                    "ts": c.ts,
+                    "data": c.data,
+                }
+                for c in batch.logs
+            ],
+            "finished": [
+                {
+                    "attempt": o.attempt_id,
+                    "token": o.token,
+                    "outcome": o.outcome,
+                    "exit_code": o.exit_code,
+                    "reason": o.reason[:4096],
+                    "started_at": o.started_at,
+                    "resources": o.resources,
+                }
+                for o in batch.finished
+            ],
+            "released": [{"attempt": a, "token": t} for a, t in batch.released],
+        }
+        if reason:
+            body["reason"] = reason[:1024]
+        answer = self._call("/api/v1/workers/report", body)
+        return Answer(answer["lost"], bool(answer["draining"]))
+
+    def drain(self) -> None:
+        self._call("/api/v1/workers/drain", {"draining": True})
+
+    def close(self) -> None:
+        self.http.close()
