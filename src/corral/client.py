@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,11 +68,15 @@ class Http:
         headers = {"user-agent": "corral"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
+        if transport is None:
+            # small requests must not sit in Nagle's buffer waiting for a delayed ACK (40 ms)
+            transport = httpx.HTTPTransport(
+                verify=verify, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            )
         self.http = httpx.Client(
             base_url=self.url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=5.0),
-            verify=verify,
             transport=transport,
         )
 

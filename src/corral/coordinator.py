@@ -261,8 +261,7 @@ class Coordinator:
         """Leases for up to `max_jobs` jobs now (no waiting; callers wait on the QUEUE topic)."""
         if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or not 0 <= max_jobs <= 1000:
             raise InvalidInput("expected a whole number from 0 to 1000", "max")
-        worker = self.store.workers.get(worker_id)
-        leases = self.store.leases.lease(worker, max_jobs, self.lease_ttl)
+        leases = self.store.leases.lease(worker_id, max_jobs, self.lease_ttl)
         if leases:
             self.hub.notify(*{events.run_topic(x.run_id) for x in leases})
         return leases

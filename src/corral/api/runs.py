@@ -20,7 +20,6 @@ from corral.api.schemas import (
 )
 from corral.auth import Principal
 from corral.domain.runspec import parse
-from corral.domain.states import RunState
 
 router = APIRouter(prefix="/api/v1")
 Who = Annotated[Principal, Depends(principal)]
@@ -71,12 +70,14 @@ async def wait_run(
     deadline = time.monotonic() + timeout
     run = await run_in_threadpool(coord.run, who, ref)
     topic = events.run_topic(run.id)
+    if run.state.ended:
+        return run_json(run)
     while True:
         version = coord.hub.version(topic)
-        run = await run_in_threadpool(coord.store.runs.get, run.id)
+        state = await run_in_threadpool(coord.store.runs.state, run.id)
         left = deadline - time.monotonic()
-        if RunState(run.state).ended or left <= 0:
-            return run_json(run)
+        if state.ended or left <= 0:
+            return run_json(await run_in_threadpool(coord.store.runs.get, run.id))
         await coord.hub.wait_async(topic, version, left)
 
 

@@ -144,6 +144,7 @@ def worker_cmd(
     from corral.worker.http_link import HttpLink
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         parsed = parse_labels(labels)
         offline = 0.0 if max_offline in ("0", "") else parse_duration(max_offline)

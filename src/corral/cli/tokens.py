@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from corral.cli.common import EXIT_ERROR, client_options, handle_errors, make_client
-from corral.cli.render import ago, error, out
+from corral.cli.render import ago, err, error, out
 
 
 @click.group("token")
@@ -64,11 +64,7 @@ def create_cmd(
         return
     click.echo(result["token"])
     scope = f"{kind} of project {project}" if project else kind
-    out.print(
-        f"[dim]token {result['id']} ({scope}); keep it: it is not shown again[/]",
-        style="",
-        highlight=False,
-    )
+    err.print(f"[dim]token {result['id']} ({scope}); keep it: it is not shown again[/]")
 
 
 @token_group.command("list")

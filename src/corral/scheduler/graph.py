@@ -84,20 +84,22 @@ class Node:
 def readiness(nodes: Sequence[Node]) -> list[tuple[int, Event]]:
     """For each blocked job whose needs have all ended: READY or SKIP, by its `when`.
 
-    A need names every instance of that job (fanout copies); skipped needs count as fine,
-    so a failure hook that did not fire does not block what comes after it.
+    A need names every instance of that job (fanout copies). A skipped failure hook counts
+    as fine, so a hook that did not fire does not block what comes after it; a job skipped
+    because its own needs failed passes that failure on, so a failure stops the whole chain
+    after it (and fires failure hooks further down), not just the next job.
     """
-    by_name: dict[str, list[JobState]] = {}
+    by_name: dict[str, list[Node]] = {}
     for n in nodes:
-        by_name.setdefault(n.name, []).append(n.state)
+        by_name.setdefault(n.name, []).append(n)
     decisions: list[tuple[int, Event]] = []
     for n in nodes:
         if n.state is not JobState.BLOCKED:
             continue
-        states = [s for need in n.needs for s in by_name.get(need, [])]
-        if not all(s.ended for s in states):
+        needs = [m for need in n.needs for m in by_name.get(need, [])]
+        if not all(m.state.ended for m in needs):
             continue
-        failed = any(s in FAILURES or s is JobState.CANCELED for s in states)
+        failed = any(_failed(m) for m in needs)
         if n.when == "always":
             fire = True
         elif n.when == "failure":
@@ -106,6 +108,14 @@ def readiness(nodes: Sequence[Node]) -> list[tuple[int, Event]]:
             fire = not failed
         decisions.append((n.id, Event.READY if fire else Event.SKIP))
     return decisions
+
+
+def _failed(need: Node) -> bool:
+    """Whether a need that ended counts as a failure for the `when` of the jobs after it."""
+    if need.state in FAILURES or need.state is JobState.CANCELED:
+        return True
+    # skipped with when=success means its own needs failed; a skipped hook means they did not
+    return need.state is JobState.SKIPPED and need.when == "success"
 
 
 def downstream(nodes: Sequence[Node], roots: Iterable[str]) -> set[str]:

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, exists, insert, not_, or_, select, update
 
 from corral.domain.models import Lease, Worker
-from corral.domain.states import Event, JobState, next_state
-from corral.errors import LeaseLost
+from corral.domain.states import Event, JobState, RunState, next_state
+from corral.errors import LeaseLost, NotFound
 from corral.store.engine import Database
 from corral.store.progress import mark_started, move, settle
 from corral.store.tables import attempts, job_selectors, jobs, runs, workers
@@ -58,51 +58,142 @@ class Leases:
     def __init__(self, db: Database, retry_backoff: float = 1.0) -> None:
         self.db = db
         self.retry_backoff = retry_backoff
-
-    def lease(self, worker: Worker, max_jobs: int, ttl: float) -> list[Lease]:
-        """Hand up to `max_jobs` queued jobs that match the worker to it, in one transaction."""
-        if max_jobs <= 0 or worker.draining:
-            return []
-        pairs = [f"{k}={v}" for k, v in worker.labels.items()]
+        # The hot statements are built once: building SQLAlchemy expressions per call costs
+        # more than running them.
+        now = db.now_sql()
         foreign_label = exists().where(
             job_selectors.c.job_id == jobs.c.id,
-            not_(job_selectors.c.pair.in_(pairs)) if pairs else True,
+            not_(job_selectors.c.pair.in_(bindparam("pairs", expanding=True))),
         )
+        self._worker = select(
+            workers.c.name,
+            workers.c.labels,
+            workers.c.allow,
+            workers.c.draining,
+            workers.c.last_seen,
+        ).where(workers.c.id == bindparam("wid"))
+        self._pick = (
+            select(
+                jobs.c.id,
+                jobs.c.run_id,
+                jobs.c.name,
+                jobs.c.instance,
+                jobs.c.payload,
+                jobs.c.timeout,
+                jobs.c.attempts,
+                runs.c.name.label("run_name"),
+                runs.c.state.label("run_state"),
+            )
+            .join(runs, runs.c.id == jobs.c.run_id)
+            .where(
+                jobs.c.state == JobState.QUEUED.value,
+                jobs.c.not_before <= now,
+                or_(jobs.c.target_worker_id.is_(None), jobs.c.target_worker_id == bindparam("wid")),
+                jobs.c.kind.in_(bindparam("kinds", expanding=True)),
+                or_(jobs.c.selector_size == 0, not_(foreign_label)),
+            )
+            .order_by(jobs.c.id)
+            .limit(bindparam("n"))
+        )
+        if db.is_postgres:
+            self._pick = self._pick.with_for_update(skip_locked=True, of=jobs)
+        self._insert_attempts = insert(attempts).returning(
+            attempts.c.id, sort_by_parameter_order=True
+        )
+        self._mark_leased = (
+            update(jobs)
+            .where(jobs.c.id == bindparam("jid"), jobs.c.state == JobState.QUEUED.value)
+            .values(
+                state=next_state(JobState.QUEUED, Event.LEASE).value,
+                current_attempt_id=bindparam("aid"),
+                attempts=jobs.c.attempts + 1,
+                tries=jobs.c.tries + 1,
+                worker_name=bindparam("wname"),
+                reason="",
+            )
+        )
+        self._seen = update(workers).where(workers.c.id == bindparam("wid")).values(last_seen=now)
+        self._attempts_of = select(
+            attempts.c.id,
+            attempts.c.lease_token,
+            attempts.c.state,
+            attempts.c.job_id,
+            attempts.c.started_at,
+        ).where(attempts.c.id.in_(bindparam("ids", expanding=True)))
+        jobs_of = select(
+            jobs.c.id,
+            jobs.c.run_id,
+            jobs.c.name,
+            jobs.c.state,
+            jobs.c.tries,
+            jobs.c.retries,
+            jobs.c.current_attempt_id,
+            jobs.c.started_at,
+            jobs.c.needed,
+        ).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+        # Lock order on PostgreSQL, everywhere: jobs (by id), then attempts, then runs (by id);
+        # the sweeper and a finish of the same attempt would deadlock otherwise.
+        jobs_of = jobs_of.order_by(jobs.c.id)
+        self._jobs_of = jobs_of.with_for_update() if db.is_postgres else jobs_of
+        self._end_job = (
+            update(jobs)
+            .where(jobs.c.id == bindparam("jid"), jobs.c.state == bindparam("old"))
+            .values(
+                state=bindparam("new"),
+                exit_code=bindparam("exit_code"),
+                reason=bindparam("reason"),
+                ended_at=bindparam("ended_at"),
+                started_at=bindparam("started_at"),
+                not_before=bindparam("not_before"),
+                current_attempt_id=bindparam("current"),
+            )
+        )
+        self._end_attempt = (
+            update(attempts)
+            .where(attempts.c.id == bindparam("aid"))
+            .values(
+                state=bindparam("state"),
+                ended_at=bindparam("ended_at"),
+                started_at=bindparam("started_at"),
+                exit_code=bindparam("exit_code"),
+                reason=bindparam("reason"),
+                resources=bindparam("resources"),
+            )
+        )
+
+    def lease(self, worker_id: int, max_jobs: int, ttl: float) -> list[Lease]:
+        """Hand up to `max_jobs` queued jobs that match the worker to it, in one transaction."""
+        if max_jobs <= 0:
+            return []
         with self.db.write() as conn:
             now = self.db.now(conn)
+            worker = conn.execute(self._worker, {"wid": worker_id}).one_or_none()
+            if worker is None:
+                raise NotFound(f"no worker {worker_id}")
+            if worker.draining:
+                return []
             picked = conn.execute(
-                select(
-                    jobs.c.id,
-                    jobs.c.run_id,
-                    jobs.c.name,
-                    jobs.c.instance,
-                    jobs.c.payload,
-                    jobs.c.timeout,
-                    jobs.c.attempts,
-                )
-                .where(
-                    jobs.c.state == JobState.QUEUED.value,
-                    jobs.c.not_before <= now,
-                    or_(jobs.c.target_worker_id.is_(None), jobs.c.target_worker_id == worker.id),
-                    jobs.c.kind.in_(list(worker.allow)),
-                    or_(jobs.c.selector_size == 0, not_(foreign_label)),
-                )
-                .order_by(jobs.c.id)
-                .limit(max_jobs)
-                .with_for_update(**self.db.skip_locked())
+                self._pick,
+                {
+                    "wid": worker_id,
+                    "pairs": [f"{k}={v}" for k, v in worker.labels.items()],
+                    "kinds": list(worker.allow),
+                    "n": max_jobs,
+                },
             ).all()
+            if now - worker.last_seen > 1.0 or picked:
+                conn.execute(self._seen, {"wid": worker_id})
             if not picked:
-                conn.execute(update(workers).where(workers.c.id == worker.id).values(last_seen=now))
                 return []
             tokens = [secrets.token_hex(16) for _ in picked]
             attempt_ids = (
                 conn.execute(
-                    insert(attempts).returning(attempts.c.id, sort_by_parameter_order=True),
+                    self._insert_attempts,
                     [
                         {
                             "job_id": row.id,
                             "number": row.attempts + 1,
-                            "worker_id": worker.id,
+                            "worker_id": worker_id,
                             "worker_name": worker.name,
                             "lease_token": token,
                             "lease_expires_at": now + ttl,
@@ -118,33 +209,23 @@ class Leases:
                 .scalars()
                 .all()
             )
-            leased = next_state(JobState.QUEUED, Event.LEASE).value
             conn.execute(
-                update(jobs)
-                .where(jobs.c.id == bindparam("jid"), jobs.c.state == JobState.QUEUED.value)
-                .values(
-                    state=leased,
-                    current_attempt_id=bindparam("aid"),
-                    attempts=jobs.c.attempts + 1,
-                    tries=jobs.c.tries + 1,
-                    worker_name=worker.name,
-                    reason="",
-                ),
-                [{"jid": r.id, "aid": a} for r, a in zip(picked, attempt_ids, strict=True)],
+                self._mark_leased,
+                [
+                    {"jid": r.id, "aid": a, "wname": worker.name}
+                    for r, a in zip(picked, attempt_ids, strict=True)
+                ],
             )
-            run_ids = {r.run_id for r in picked}
-            mark_started(conn, self.db, run_ids)
-            names = dict(
-                conn.execute(select(runs.c.id, runs.c.name).where(runs.c.id.in_(run_ids))).all()
-            )
-            conn.execute(update(workers).where(workers.c.id == worker.id).values(last_seen=now))
+            fresh = {r.run_id for r in picked if r.run_state == RunState.QUEUED.value}
+            if fresh:
+                mark_started(conn, self.db, fresh)
             return [
                 Lease(
                     attempt_id=a,
                     token=t,
                     job_id=r.id,
                     run_id=r.run_id,
-                    run_name=names[r.run_id],
+                    run_name=r.run_name,
                     job_name=r.name,
                     instance=r.instance,
                     number=r.attempts + 1,
@@ -160,18 +241,7 @@ class Leases:
     ) -> tuple[dict[int, Any], list[int]]:
         """Split (attempt, token) pairs into the rows still held and the ids that are not."""
         ids = [a for a, _ in items]
-        found = {
-            r.id: r
-            for r in conn.execute(
-                select(
-                    attempts.c.id,
-                    attempts.c.lease_token,
-                    attempts.c.state,
-                    attempts.c.job_id,
-                    attempts.c.started_at,
-                ).where(attempts.c.id.in_(ids))
-            ).all()
-        }
+        found = {r.id: r for r in conn.execute(self._attempts_of, {"ids": ids}).all()}
         held: dict[int, Any] = {}
         lost: list[int] = []
         for aid, token in items:
@@ -182,10 +252,16 @@ class Leases:
                 lost.append(aid)
         return held, lost
 
+    def _lock_jobs(self, conn: Connection, held: Mapping[int, Any]) -> None:
+        """Take the job row locks first (PostgreSQL), in the order finish takes them."""
+        if self.db.is_postgres and held:
+            conn.execute(self._jobs_of, {"ids": sorted({r.job_id for r in held.values()})}).all()
+
     def start(self, items: Sequence[tuple[int, str, float]]) -> list[int]:
         """Attempts whose process started (attempt, token, when). Returns the ids not held."""
         with self.db.write() as conn:
             held, lost = self._held(conn, [(a, t) for a, t, _ in items])
+            self._lock_jobs(conn, held)
             when = {a: ts for a, _, ts in items}
             for aid, row in held.items():
                 if row.state != "leased":
@@ -224,87 +300,103 @@ class Leases:
             return lost
 
     def finish(self, reports: Sequence[Report]) -> list[Ended | LeaseLost]:
-        """Record ended attempts: exactly once per attempt; the same report twice is a no-op."""
+        """Record ended attempts: exactly once per attempt; the same report twice is a no-op.
+
+        A whole batch takes one transaction and a fixed number of statements.
+        """
+        if not reports:
+            return []
         out: list[Ended | LeaseLost] = []
         with self.db.write() as conn:
             now = self.db.now(conn)
             held, _lost = self._held(conn, [(r.attempt_id, r.token) for r in reports])
+            job_ids = sorted({row.job_id for row in held.values()})
+            found = {j.id: j for j in conn.execute(self._jobs_of, {"ids": job_ids}).all()}
+            job_updates: list[dict[str, Any]] = []
+            attempt_updates: list[dict[str, Any]] = []
             by_run: dict[int, list[tuple[str, JobState, JobState]]] = defaultdict(list)
-            pending: list[tuple[int, Ended]] = []
+            unblock: dict[int, set[str]] = defaultdict(set)
+            seen: dict[int, Ended] = {}  # attempts this batch recorded
             for rep in reports:
                 row = held.get(rep.attempt_id)
-                if row is None:
+                job = found.get(row.job_id) if row is not None else None
+                if row is None or job is None:
                     out.append(LeaseLost(f"attempt {rep.attempt_id}: not the current lease"))
                     continue
-                job = conn.execute(
-                    select(
-                        jobs.c.id,
-                        jobs.c.run_id,
-                        jobs.c.name,
-                        jobs.c.state,
-                        jobs.c.tries,
-                        jobs.c.retries,
-                        jobs.c.attempts,
-                        jobs.c.current_attempt_id,
-                        jobs.c.started_at,
-                    ).where(jobs.c.id == row.job_id)
-                ).one()
-                if row.state not in ACTIVE:
-                    if row.state in _OUTCOME_EVENTS or row.state == "queued":
-                        # the same finish again: already recorded, nothing changes
-                        out.append(Ended(rep.attempt_id, job.id, job.run_id, JobState(job.state)))
-                    else:
-                        out.append(LeaseLost(f"attempt {rep.attempt_id}: lease {row.state}"))
+                if rep.attempt_id in seen:
+                    # the same finish twice in one batch: the answer the first one got
+                    out.append(seen[rep.attempt_id])
+                    continue
+                if row.state in _OUTCOME_EVENTS:
+                    # the same finish again: already recorded, nothing changes
+                    out.append(Ended(rep.attempt_id, job.id, job.run_id, JobState(job.state)))
                     continue
                 state = JobState(job.state)
-                if job.current_attempt_id != rep.attempt_id or not state.active:
-                    out.append(LeaseLost(f"attempt {rep.attempt_id}: not the current lease"))
+                if (
+                    row.state not in ACTIVE
+                    or job.current_attempt_id != rep.attempt_id
+                    or not state.active
+                ):
+                    out.append(LeaseLost(f"attempt {rep.attempt_id}: lease {row.state}"))
                     continue
                 event = _OUTCOME_EVENTS.get(rep.outcome, Event.FAIL)
-                values: dict[str, Any] = {"exit_code": rep.exit_code, "reason": rep.reason}
+                reason, not_before, current, ended_at = rep.reason, 0.0, job.current_attempt_id, now
                 if event is not Event.PASS and job.tries <= job.retries:
                     event = Event.RETRY
                     delay = backoff(job.tries, self.retry_backoff)
-                    values["not_before"] = now + delay
-                    values["reason"] = (
-                        f"{rep.reason}; retry {job.tries} of {job.retries} in {delay:.0f}s"
-                    )
-                    values["current_attempt_id"] = None
-                if job.started_at is None:
-                    values["started_at"] = rep.started_at or row.started_at or now
-                new = move(conn, self.db, job.id, state, event, **values)
-                if new is None:
-                    out.append(LeaseLost(f"attempt {rep.attempt_id}: the job changed meanwhile"))
-                    continue
-                conn.execute(
-                    update(attempts)
-                    .where(attempts.c.id == rep.attempt_id)
-                    .values(
-                        state=rep.outcome if rep.outcome in _OUTCOME_EVENTS else "failed",
-                        ended_at=now,
-                        started_at=row.started_at or rep.started_at or now,
-                        exit_code=rep.exit_code,
-                        reason=rep.reason,
-                        resources=dict(rep.resources),
-                    )
+                    not_before, current, ended_at = now + delay, None, None
+                    reason = f"{rep.reason}; retry {job.tries} of {job.retries} in {delay:.0f}s"
+                new = next_state(state, event)
+                started = job.started_at or rep.started_at or row.started_at or now
+                job_updates.append(
+                    {
+                        "jid": job.id,
+                        "old": state.value,
+                        "new": new.value,
+                        "exit_code": rep.exit_code,
+                        "reason": reason,
+                        "ended_at": ended_at,
+                        "started_at": started,
+                        "not_before": not_before,
+                        "current": current,
+                    }
+                )
+                attempt_updates.append(
+                    {
+                        "aid": rep.attempt_id,
+                        "state": rep.outcome if rep.outcome in _OUTCOME_EVENTS else "failed",
+                        "ended_at": now,
+                        "started_at": row.started_at or rep.started_at or now,
+                        "exit_code": rep.exit_code,
+                        "reason": rep.reason,
+                        "resources": dict(rep.resources),
+                    }
                 )
                 by_run[job.run_id].append((job.name, state, new))
+                if new.ended and job.needed:
+                    unblock[job.run_id].add(job.name)
                 queued = (job.id,) if new is JobState.QUEUED else ()
-                pending.append((len(out), Ended(rep.attempt_id, job.id, job.run_id, new, queued)))
-                out.append(pending[-1][1])
-            for run_id, changes in by_run.items():
-                more = settle(conn, self.db, run_id, changes)
-                if more:
-                    for i, ended in pending:
-                        if ended.run_id == run_id:
-                            out[i] = Ended(
-                                ended.attempt_id,
-                                ended.job_id,
-                                run_id,
-                                ended.state,
-                                (*ended.queued, *more),
-                            )
-                            break
+                seen[rep.attempt_id] = Ended(rep.attempt_id, job.id, job.run_id, new, queued)
+                out.append(seen[rep.attempt_id])
+            if job_updates:
+                # rows were locked (PostgreSQL) or the store is ours alone (SQLite): no guard misses
+                conn.execute(self._end_job, job_updates)
+                conn.execute(self._end_attempt, attempt_updates)
+            more: dict[int, list[int]] = {}
+            for run_id, changes in sorted(by_run.items()):
+                more[run_id] = settle(
+                    conn, self.db, run_id, changes, unblock_names=unblock.get(run_id, set())
+                )
+        if any(more.values()):
+            for i, item in enumerate(out):
+                if isinstance(item, Ended) and more.get(item.run_id):
+                    out[i] = Ended(
+                        item.attempt_id,
+                        item.job_id,
+                        item.run_id,
+                        item.state,
+                        (*item.queued, *more.pop(item.run_id)),
+                    )
         return out
 
     def release(self, items: Sequence[tuple[int, str]], reason: str) -> list[int]:
@@ -340,6 +432,7 @@ class Leases:
         with self.db.write() as conn:
             now = self.db.now(conn)
             held, _ = self._held(conn, items)
+            self._lock_jobs(conn, held)
             by_run: dict[int, list[tuple[str, JobState, JobState]]] = defaultdict(list)
             for aid, row in held.items():
                 if row.state not in ACTIVE:
@@ -378,7 +471,7 @@ class Leases:
                     continue
                 by_run[job.run_id].append((job.name, state, new))
                 out.append(Ended(aid, job.id, job.run_id, new))
-            for run_id, changes in by_run.items():
+            for run_id, changes in sorted(by_run.items()):
                 settle(conn, self.db, run_id, changes)
         return out
 

@@ -47,6 +47,22 @@ class Logs:
             good = [c for c in chunks if held.get(c.attempt_id) == c.token]
             lost = sorted({c.attempt_id for c in chunks if held.get(c.attempt_id) != c.token})
             if good:
+                # a retried upload repeats chunks: store (and count the bytes of) each seq once
+                stored = {
+                    (r.attempt_id, r.seq)
+                    for r in conn.execute(
+                        select(log_chunks.c.attempt_id, log_chunks.c.seq).where(
+                            log_chunks.c.attempt_id.in_({c.attempt_id for c in good}),
+                            log_chunks.c.seq.in_({c.seq for c in good}),
+                        )
+                    )
+                }
+                fresh: dict[tuple[int, int], Upload] = {}
+                for c in good:
+                    if (c.attempt_id, c.seq) not in stored:
+                        fresh.setdefault((c.attempt_id, c.seq), c)
+                good = list(fresh.values())
+            if good:
                 conn.execute(
                     insert_ignoring_duplicates(self.db, log_chunks),
                     [

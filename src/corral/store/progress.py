@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from corral.domain.states import ENDED, Event, JobState, RunState, next_state, run_state
 from corral.scheduler.graph import Node, readiness
@@ -47,11 +47,14 @@ def settle(
     run_id: int,
     changes: Sequence[tuple[str, JobState, JobState]],
     recheck: Iterable[str] = (),
+    unblock_names: set[str] | None = None,
 ) -> list[int]:
     """Follow up job changes in one run: unblock or skip dependents, count ends, end the run.
 
     `changes` holds (job name, old state, new state); `recheck` names ended jobs whose
-    dependents should be looked at again (after a rerun). Returns ids of jobs newly queued.
+    dependents should be looked at again (after a rerun); `unblock_names`, when given, limits
+    the look at dependents to those names (the caller knows which ended jobs are needed).
+    Returns ids of jobs newly queued.
     """
     ended_names: set[str] = set(recheck)
     delta = 0
@@ -61,13 +64,21 @@ def settle(
             ended_names.add(name)
         elif old.ended and not new.ended:
             delta += 1
+    if unblock_names is not None:
+        ended_names = set(unblock_names) | set(recheck)
     queued: list[int] = []
     if ended_names:
         queued, more = _unblock(conn, db, run_id, ended_names)
         delta += more
-    if delta:
-        conn.execute(update(runs).where(runs.c.id == run_id).values(pending=runs.c.pending + delta))
-    _refresh_run(conn, db, run_id)
+    row = conn.execute(_ADD_PENDING, {"rid": run_id, "d": delta}).one()
+    if row.pending > 0:
+        if RunState(row.state).ended:
+            # a rerun brings an ended run back to life
+            conn.execute(
+                update(runs).where(runs.c.id == run_id).values(state="running", ended_at=None)
+            )
+        return queued
+    _end_run(conn, db, run_id, row.state)
     return queued
 
 
@@ -91,11 +102,12 @@ def _unblock(conn: Connection, db: Database, run_id: int, ended: set[str]) -> tu
             break
         wanted = {n for c in candidates for n in c.needs}
         states = conn.execute(
-            select(jobs.c.id, jobs.c.name, jobs.c.state).where(
+            select(jobs.c.id, jobs.c.name, jobs.c.state, jobs.c.when).where(
                 jobs.c.run_id == run_id, jobs.c.name.in_(sorted(wanted))
             )
         ).all()
-        nodes = [Node(s.id, s.name, JobState(s.state), (), "success") for s in states]
+        # a need's `when` tells a skip that passes a failure on from a hook that did not fire
+        nodes = [Node(s.id, s.name, JobState(s.state), (), s.when) for s in states]
         nodes += [Node(c.id, c.name, JobState.BLOCKED, tuple(c.needs), c.when) for c in candidates]
         frontier = set()
         names = {c.id: c.name for c in candidates}
@@ -112,20 +124,18 @@ def _unblock(conn: Connection, db: Database, run_id: int, ended: set[str]) -> tu
     return queued, delta
 
 
-def _refresh_run(conn: Connection, db: Database, run_id: int) -> None:
-    row = conn.execute(
-        select(runs.c.state, runs.c.pending, runs.c.started_at).where(runs.c.id == run_id)
-    ).one()
-    if row.pending > 0:
-        if RunState(row.state).ended:
-            # a rerun brings an ended run back to life
-            conn.execute(
-                update(runs).where(runs.c.id == run_id).values(state="running", ended_at=None)
-            )
-        return
+_ADD_PENDING = (
+    update(runs)
+    .where(runs.c.id == bindparam("rid"))
+    .values(pending=runs.c.pending + bindparam("d"))
+    .returning(runs.c.pending, runs.c.state)
+)
+
+
+def _end_run(conn: Connection, db: Database, run_id: int, current: str) -> None:
     counts = job_counts(conn, [run_id]).get(run_id, Counter())
-    final = run_state(JobState(s) for s, n in counts.items() for _ in range(min(n, 1)))
-    if final.value != row.state:
+    final = run_state(JobState(s) for s, n in counts.items() if n)
+    if final.value != current:
         conn.execute(
             update(runs).where(runs.c.id == run_id).values(state=final.value, ended_at=db.now_sql())
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from corral.domain.models import Attempt, Job, Project, Run
 from corral.domain.runspec import RunSpec
@@ -18,6 +18,7 @@ from corral.store.engine import Database
 from corral.store.progress import job_counts, move, settle
 from corral.store.tables import attempts, job_needs, job_selectors, jobs, projects, runs
 
+_STATE = select(runs.c.state).where(runs.c.id == bindparam("rid"))
 _CANCELABLE = (JobState.BLOCKED, JobState.QUEUED, JobState.LEASED, JobState.RUNNING)
 
 
@@ -45,6 +46,7 @@ class Runs:
                 )
                 .returning(runs.c.id)
             ).scalar_one()
+            needed = {n for p in placements for n in p.needs}
             job_rows = [
                 {
                     "run_id": run_id,
@@ -57,6 +59,7 @@ class Runs:
                     "selector_size": len(p.spec.selector),
                     "target_worker_id": p.worker_id,
                     "needs": list(p.needs),
+                    "needed": p.spec.name in needed,
                     "when": p.spec.when,
                     "timeout": p.spec.timeout,
                     "retries": p.spec.retries,
@@ -107,6 +110,14 @@ class Runs:
         if row is None:
             raise NotFound(f"no run {run_id}")
         return rows.run(row, row.project, job_counts(conn, [run_id])[run_id])
+
+    def state(self, run_id: int) -> RunState:
+        """Just the run's state: cheap enough to ask on every wake-up of a waiter."""
+        with self.db.read() as conn:
+            value = conn.execute(_STATE, {"rid": run_id}).scalar_one_or_none()
+        if value is None:
+            raise NotFound(f"no run {run_id}")
+        return RunState(value)
 
     def find(self, ref: str, project_ids: Sequence[int] | None) -> Run:
         """A run by id, or the newest run of that name, among the projects a token may see."""
@@ -209,6 +220,7 @@ class Runs:
             )
             if job_ids is not None:
                 q = q.where(jobs.c.id.in_(job_ids))
+            q = q.order_by(jobs.c.id)  # the lock order of finish and the sweeper: no deadlocks
             changes: list[tuple[str, JobState, JobState]] = []
             stop: list[int] = []
             for row in conn.execute(q).all():

@@ -100,6 +100,8 @@ jobs = Table(
     Column("selector_size", Integer, nullable=False),
     Column("target_worker_id", Integer, ForeignKey("workers.id"), nullable=True),
     Column("needs", JSON, nullable=False),
+    # does any job of the run need this one? if not, its end unblocks nothing (no query)
+    Column("needed", Boolean, nullable=False, default=False),
     Column("when", String(16), nullable=False),
     Column("timeout", Float, nullable=True),
     Column("retries", Integer, nullable=False),

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ log = logging.getLogger("corral.worker")
 # Report a start only for jobs still running after this long: a fast job's end says it all.
 START_REPORT_DELAY = 0.05
 LOG_FLUSH_INTERVAL = 0.1
+PREFETCH_BELOW = 0.25  # seconds: mean job length under which a worker holds extra leases
 # Bounds on log bytes: per report (under the server's body cap), and waiting in memory (a job
 # that writes faster than the coordinator stores is slowed down, not buffered without end).
 REPORT_LOG_BYTES = 2 * 1024 * 1024
@@ -60,7 +62,10 @@ class Agent:
         self.link = link
         self.options = options
         self._lock = threading.Condition()
-        self._slots: dict[int, Slot] = {}
+        self._slots: dict[int, Slot] = {}  # every lease held: waiting or running
+        self._waiting: deque[Slot] = deque()
+        self._running = 0
+        self._durations: deque[float] = deque(maxlen=32)
         self._pending = Batch()
         self._pending_log_bytes = 0
         self._draining = False
@@ -73,7 +78,9 @@ class Agent:
     # -- public --------------------------------------------------------------------------
 
     def start(self) -> None:
-        for target, name in ((self._lease_loop, "leaser"), (self._report_loop, "reporter")):
+        targets = [(self._lease_loop, "leaser"), (self._report_loop, "reporter")]
+        targets += [(self._runner, f"slot-{i}") for i in range(self.options.slots)]
+        for target, name in targets:
             t = threading.Thread(target=target, name=f"corral-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -103,6 +110,7 @@ class Agent:
             self._draining = True
             self._stopping = True
             slots = list(self._slots.values())
+            self._release_waiting()
             self._lock.notify_all()
         for slot in slots:
             slot.stop_reason = reason
@@ -117,23 +125,34 @@ class Agent:
     @property
     def busy(self) -> int:
         with self._lock:
-            return len(self._slots)
+            return self._running
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
 
     # -- leasing -------------------------------------------------------------------------
 
+    def _prefetch(self) -> int:
+        """Extra leases to hold while every slot is busy: only while jobs are short.
+
+        Holding a lease for a long job would keep it from an idle worker elsewhere; for jobs
+        of a few milliseconds the round trip to lease is the cost that matters.
+        """
+        if len(self._durations) < 4:
+            return 0
+        mean = sum(self._durations) / len(self._durations)
+        return self.options.slots * 8 if mean < PREFETCH_BELOW else 0
+
     def _lease_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._draining and len(self._slots) >= self.options.slots:
+                while not self._draining and len(self._slots) >= self.options.slots + self._prefetch():
                     self._lock.wait()
                 if self._draining:
                     return
-                free = self.options.slots - len(self._slots)
+                want = self.options.slots + self._prefetch() - len(self._slots)
             try:
-                leases = self.link.lease(free, self.options.long_poll)
+                leases = self.link.lease(want, self.options.long_poll)
             except CoordinatorAway as exc:
                 if self._offline_too_long(str(exc)):
                     return
@@ -147,26 +166,44 @@ class Agent:
                 continue
             self._online()
             with self._lock:
-                late = self._draining
-                if late:
+                if self._draining:
                     # leased while a drain began: give them straight back
                     self._pending.released.extend((x.attempt_id, x.token) for x in leases)
                     self._lock.notify_all()
-            if late:
-                return
-            for lease in leases:
-                self._launch(lease)
+                    return
+                for lease in leases:
+                    slot = Slot(lease)
+                    self._slots[lease.attempt_id] = slot
+                    self._waiting.append(slot)
+                self._lock.notify_all()
 
-    def _launch(self, lease: Lease) -> None:
-        slot = Slot(lease)
-        with self._lock:
-            self._slots[lease.attempt_id] = slot
-            if self._stopping:
-                slot.stop_reason = "the worker was stopped"
-        t = threading.Thread(
-            target=self._run_slot, args=(slot,), name=f"corral-job-{lease.attempt_id}", daemon=True
-        )
-        t.start()
+    def _release_waiting(self) -> None:
+        """Give back leases not yet started (caller holds the lock)."""
+        while self._waiting:
+            slot = self._waiting.popleft()
+            self._slots.pop(slot.lease.attempt_id, None)
+            self._pending.released.append((slot.lease.attempt_id, slot.lease.token))
+
+    def _runner(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting and not self._draining:
+                    self._lock.wait()
+                if self._draining and not self._waiting:
+                    return
+                if self._draining:
+                    self._release_waiting()
+                    self._lock.notify_all()
+                    return
+                slot = self._waiting.popleft()
+                self._running += 1
+                slot.started_at = time.time()
+            try:
+                self._run_slot(slot)
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self._lock.notify_all()
 
     def _run_slot(self, slot: Slot) -> None:
         lease = slot.lease
@@ -249,6 +286,7 @@ class Agent:
 
     def _finished(self, slot: Slot, outcome: Outcome) -> None:
         with self._lock:
+            self._durations.append(time.time() - slot.started_at)
             self._pending.finished.append(outcome)
             self._slots.pop(slot.lease.attempt_id, None)
             self._lock.notify_all()
@@ -273,6 +311,8 @@ class Agent:
                 self._split_logs(batch)
                 wall = time.time()
                 for slot in self._slots.values():
+                    if slot.execution is None:
+                        continue  # still waiting for a free slot
                     if not slot.start_reported and wall - slot.started_at >= START_REPORT_DELAY:
                         slot.start_reported = True
                         batch.started.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -98,6 +99,7 @@ def upgrade() -> None:
         sa.Column("selector_size", sa.Integer(), nullable=False),
         sa.Column("target_worker_id", sa.Integer(), nullable=True),
         sa.Column("needs", sa.JSON(), nullable=False),
+        sa.Column("needed", sa.Boolean(), nullable=False),
         sa.Column("when", sa.String(length=16), nullable=False),
         sa.Column("timeout", sa.Float(), nullable=True),
         sa.Column("retries", sa.Integer(), nullable=False),
