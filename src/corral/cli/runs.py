@@ -76,7 +76,7 @@ def run_cmd(
     if detach:
         click.echo(run["id"])
         return
-    answer = stream_log(client, run["id"], "job", follow=True)
+    stream_log(client, run["id"], "job", follow=True)
     final = client.wait(run["id"])
     job_view = client.job(run["id"], "job")
     if final["state"] != "passed":
@@ -87,7 +87,6 @@ def run_cmd(
     if final["state"] == "passed":
         sys.exit(0)
     sys.exit(code if isinstance(code, int) and 0 < code < 256 else EXIT_FAILED)
-    del answer
 
 
 def _safe_name(name: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, insert, not_, or_, select, update
 
-from corral.domain.models import Lease, Worker
+from corral.domain.models import Lease
 from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
 from corral.store.engine import Database
@@ -340,7 +340,9 @@ class Leases:
                     out.append(LeaseLost(f"attempt {rep.attempt_id}: lease {row.state}"))
                     continue
                 event = _OUTCOME_EVENTS.get(rep.outcome, Event.FAIL)
-                reason, not_before, current, ended_at = rep.reason, 0.0, job.current_attempt_id, now
+                reason, not_before = rep.reason, 0.0
+                current: int | None = job.current_attempt_id
+                ended_at: float | None = now
                 if event is not Event.PASS and job.tries <= job.retries:
                     event = Event.RETRY
                     delay = backoff(job.tries, self.retry_backoff)

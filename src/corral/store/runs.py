@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any
 
@@ -142,7 +143,7 @@ class Runs:
         name: str | None = None,
         before: int | None = None,
         limit: int = 50,
-    ) -> list[Run]:
+    ) -> builtins.list[Run]:
         with self.db.read() as conn:
             q = (
                 select(runs, projects.c.name.label("project"))
@@ -162,7 +163,7 @@ class Runs:
             counts = job_counts(conn, [r.id for r in found])
             return [rows.run(r, r.project, counts[r.id]) for r in found]
 
-    def jobs(self, run_id: int) -> list[Job]:
+    def jobs(self, run_id: int) -> builtins.list[Job]:
         with self.db.read() as conn:
             found = conn.execute(
                 select(jobs).where(jobs.c.run_id == run_id).order_by(jobs.c.position, jobs.c.id)
@@ -192,7 +193,7 @@ class Runs:
             raise NotFound(f"no job {job_id}")
         return rows.job(row)
 
-    def attempts(self, job_id: int) -> list[Attempt]:
+    def attempts(self, job_id: int) -> builtins.list[Attempt]:
         with self.db.read() as conn:
             found = conn.execute(
                 select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
@@ -210,7 +211,7 @@ class Runs:
 
     # -- acting --------------------------------------------------------------------------
 
-    def cancel(self, run_id: int, job_ids: Sequence[int] | None, by: str) -> list[int]:
+    def cancel(self, run_id: int, job_ids: Sequence[int] | None, by: str) -> builtins.list[int]:
         """Cancel the run's unfinished jobs (or the given ones); returns the attempts to stop."""
         reason = f"canceled by {by}"
         with self.db.write() as conn:

@@ -146,7 +146,9 @@ class Agent:
     def _lease_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._draining and len(self._slots) >= self.options.slots + self._prefetch():
+                while (
+                    not self._draining and len(self._slots) >= self.options.slots + self._prefetch()
+                ):
                     self._lock.wait()
                 if self._draining:
                     return
