@@ -21,6 +21,9 @@ from corral.store.leases import Ended, Report
 from corral.store.logs import Upload
 
 WORKER_NAME_RE = NAME_RE
+# How long a token or project read from the store is trusted without reading it again; a
+# revocation through another coordinator takes effect within this time.
+CACHE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -46,17 +49,29 @@ class Coordinator:
         self.lease_ttl = lease_ttl
         self.offline_after = offline_after
         self.default_project = store.projects.ensure_default()
+        self._projects: dict[str, tuple[float, Project]] = {}
+        self._principals: dict[str, tuple[float, Principal]] = {}
 
     # -- identity ------------------------------------------------------------------------
 
     def authenticate(self, secret: str) -> Principal:
+        """The principal of a live token; looked up at most every few seconds per token."""
+        now = time.monotonic()
+        hit = self._principals.get(secret)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
         token = self.store.tokens.lookup(secret)
         if token is None:
+            self._principals.pop(secret, None)
             raise Unauthorized("unknown or revoked token")
         project_id = None
         if token.project is not None:
             project_id = self.store.projects.get(token.project).id
-        return Principal.of(token, project_id)
+        principal = Principal.of(token, project_id)
+        if len(self._principals) > 10_000:
+            self._principals.clear()
+        self._principals[secret] = (now, principal)
+        return principal
 
     def create_token(
         self, who: Principal, kind: str, project: str | None = None, name: str = ""
@@ -87,15 +102,13 @@ class Coordinator:
     def revoke_token(self, who: Principal, token_id: int) -> None:
         who.require_admin()
         self.store.tokens.revoke(token_id)
+        self._principals.clear()  # revoked here means revoked now (other coordinators: soon)
 
     # -- runs ----------------------------------------------------------------------------
 
     def submit(self, who: Principal, spec: RunSpec, project: str | None = None) -> Run:
         name = project or spec.project or who.project or "default"
-        try:
-            proj = self.store.projects.get(name)
-        except NotFound:
-            raise NotFound(f"no project {name!r}") from None
+        proj = self._project(name)
         who.require_submit(proj.id)
         refused = sorted({j.kind for j in spec.jobs if not proj.allows(j.kind)})
         if refused:
@@ -117,9 +130,22 @@ class Coordinator:
         needs_workers = any(j.fanout == "each" for j in spec.jobs)
         workers = self.store.workers.list() if needs_workers else []
         placements = expand(spec, workers)
-        run_id = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
-        self.hub.notify(events.QUEUE, events.run_topic(run_id))
-        return self.store.runs.get(run_id)
+        run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
+        self.hub.notify(events.QUEUE, events.run_topic(run.id))
+        return run
+
+    def _project(self, name: str) -> Project:
+        """Projects change rarely: a short cache spares every submit a read."""
+        hit = self._projects.get(name)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        try:
+            proj = self.store.projects.get(name)
+        except NotFound:
+            raise NotFound(f"no project {name!r}") from None
+        self._projects[name] = (now, proj)
+        return proj
 
     def run(self, who: Principal, ref: str) -> Run:
         return self.store.runs.find(ref, who.visible_projects())
@@ -226,6 +252,7 @@ class Coordinator:
             raise InvalidInput(f"expected some of {', '.join(KINDS)}", "allow")
         worker = self.store.workers.join(name, checked, slots, list(allow), local=local)
         self.store.tokens.revoke_worker(worker.id)
+        self._principals.clear()
         _, secret = self.store.tokens.create("worker", f"worker:{name}", worker_id=worker.id)
         self.hub.notify(events.WORKERS)
         return worker, secret
@@ -275,7 +302,8 @@ class Coordinator:
             left = deadline - time.monotonic()
             if leases or left <= 0:
                 return leases
-            self.hub.wait(events.QUEUE, version, left)
+            # in slices: work submitted through another coordinator wakes nobody here
+            self.hub.wait(events.QUEUE, version, min(left, 5.0))
 
     def start(self, worker_id: int, items: Sequence[tuple[int, str, float]]) -> list[int]:
         lost = self.store.leases.start(items)

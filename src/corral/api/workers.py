@@ -24,7 +24,7 @@ from corral.api.schemas import (
 )
 from corral.auth import Principal
 from corral.coordinator import Coordinator
-from corral.errors import LeaseLost
+from corral.errors import InvalidInput, LeaseLost
 from corral.store.leases import Report
 from corral.store.logs import Upload
 
@@ -116,6 +116,13 @@ def drain(request: Request, who: Who, name: str, body: DrainBody) -> dict[str, A
 # -- one attempt at a time: the same protocol, answering 409 when the lease is not held ------
 
 
+def _same(attempt: int, body: Held) -> None:
+    if body.attempt != attempt:
+        raise InvalidInput(
+            f"the body names attempt {body.attempt} but the path attempt {attempt}", "attempt"
+        )
+
+
 def _single(lost: list[int], attempt: int) -> dict[str, Any]:
     if attempt in lost:
         raise LeaseLost(f"attempt {attempt}: not the current lease")
@@ -124,24 +131,28 @@ def _single(lost: list[int], attempt: int) -> dict[str, Any]:
 
 @router.post("/attempts/{attempt}/start")
 def start(request: Request, who: Who, attempt: int, body: Started) -> dict[str, Any]:
+    _same(attempt, body)
     lost = coordinator(request).start(who.require_worker(), [(attempt, body.token, body.at)])
     return _single(lost, attempt)
 
 
 @router.post("/attempts/{attempt}/heartbeat")
 def heartbeat(request: Request, who: Who, attempt: int, body: Held) -> dict[str, Any]:
+    _same(attempt, body)
     lost = coordinator(request).heartbeat(who.require_worker(), [(attempt, body.token)])
     return _single(lost, attempt)
 
 
 @router.post("/attempts/{attempt}/log")
 def log(request: Request, who: Who, attempt: int, body: LogItem) -> dict[str, Any]:
+    _same(attempt, body)
     lost = coordinator(request).append_log(who.require_worker(), [_upload(body)])
     return _single(lost, attempt)
 
 
 @router.post("/attempts/{attempt}/finish")
 def finish(request: Request, who: Who, attempt: int, body: Finished) -> dict[str, Any]:
+    _same(attempt, body)
     (result,) = coordinator(request).finish(who.require_worker(), [_finish(body)])
     if isinstance(result, LeaseLost):
         raise result

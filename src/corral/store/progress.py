@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from corral.domain.states import ENDED, Event, JobState, RunState, next_state, run_state
+from corral.domain.states import ENDED, FAILURES, Event, JobState, RunState, next_state, run_state
 from corral.scheduler.graph import Node, readiness
 from corral.store.engine import Database
 from corral.store.tables import job_needs, jobs, runs
@@ -132,9 +132,20 @@ _ADD_PENDING = (
 )
 
 
+_BAD_ENDS = (
+    select(jobs.c.state)
+    .where(
+        jobs.c.run_id == bindparam("rid"),
+        jobs.c.state.in_([*(s.value for s in FAILURES), JobState.CANCELED.value]),
+    )
+    .distinct()
+)
+
+
 def _end_run(conn: Connection, db: Database, run_id: int, current: str) -> None:
-    counts = job_counts(conn, [run_id]).get(run_id, Counter())
-    final = run_state(JobState(s) for s, n in counts.items() if n)
+    # every job has ended: only failures and cancels decide the outcome
+    bad = [JobState(s) for s in conn.execute(_BAD_ENDS, {"rid": run_id}).scalars()]
+    final = run_state(bad or [JobState.PASSED])
     if final.value != current:
         conn.execute(
             update(runs).where(runs.c.id == run_id).values(state=final.value, ended_at=db.now_sql())

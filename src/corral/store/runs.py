@@ -19,6 +19,8 @@ from corral.store.engine import Database
 from corral.store.progress import job_counts, move, settle
 from corral.store.tables import attempts, job_needs, job_selectors, jobs, projects, runs
 
+_INSERT_RUN = insert(runs).returning(runs.c.id)
+_INSERT_JOBS = insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True)
 _STATE = select(runs.c.state).where(runs.c.id == bindparam("rid"))
 _CANCELABLE = (JobState.BLOCKED, JobState.QUEUED, JobState.LEASED, JobState.RUNNING)
 
@@ -29,23 +31,22 @@ class Runs:
 
     def submit(
         self, project: Project, spec: RunSpec, placements: Sequence[Placement], submitted_by: str
-    ) -> int:
+    ) -> Run:
         """Store a run and its jobs in one transaction; durable when this returns."""
         with self.db.write() as conn:
             now = self.db.now(conn)
             run_id = conn.execute(
-                insert(runs)
-                .values(
-                    project_id=project.id,
-                    name=spec.name,
-                    schedule=spec.schedule,
-                    params=dict(spec.params),
-                    state=RunState.QUEUED.value,
-                    pending=len(placements),
-                    submitted_by=submitted_by,
-                    created_at=now,
-                )
-                .returning(runs.c.id)
+                _INSERT_RUN,
+                {
+                    "project_id": project.id,
+                    "name": spec.name,
+                    "schedule": spec.schedule,
+                    "params": dict(spec.params),
+                    "state": RunState.QUEUED.value,
+                    "pending": len(placements),
+                    "submitted_by": submitted_by,
+                    "created_at": now,
+                },
             ).scalar_one()
             needed = {n for p in placements for n in p.needs}
             job_rows = [
@@ -94,7 +95,22 @@ class Runs:
             ]
             if need_rows:
                 conn.execute(insert(job_needs), need_rows)
-            return int(run_id)
+        counts: dict[str, int] = {}
+        for row in job_rows:
+            counts[row["state"]] = counts.get(row["state"], 0) + 1
+        return Run(
+            id=int(run_id),
+            project=project.name,
+            name=spec.name,
+            schedule=spec.schedule,
+            state=RunState.QUEUED,
+            params=dict(spec.params),
+            submitted_by=submitted_by,
+            created_at=now,
+            started_at=None,
+            ended_at=None,
+            counts=counts,
+        )
 
     # -- reading -------------------------------------------------------------------------
 

@@ -1,0 +1,306 @@
+"""The HTTP API on SQLite: bad input gets a clear 4xx naming the problem, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from integration_helpers import join, spec
+from sqlalchemy import func, select
+
+from corral.app import create_app
+from corral.auth import Principal
+from corral.coordinator import Coordinator
+from corral.store.tables import attempts, jobs, log_chunks, runs, tokens, workers
+
+with warnings.catch_warnings():
+    # starlette 1.x asks for `httpx2` for its TestClient; `httpx` still works. Only this
+    # one message at import is let through; every other warning stays an error.
+    warnings.filterwarnings(
+        "ignore", message=r"Using `httpx` with `starlette.testclient` is deprecated"
+    )
+    from fastapi.testclient import TestClient
+
+MAX_BODY = 4096
+
+
+@pytest.fixture
+def engine() -> str:
+    """The API is one code path over the store: SQLite is enough here."""
+    return "sqlite"
+
+
+@pytest.fixture
+def client(coord: Coordinator) -> Iterator[TestClient]:
+    with TestClient(create_app(coord, max_body=MAX_BODY)) as c:
+        yield c
+
+
+@pytest.fixture
+def admin_secret(coord: Coordinator) -> str:
+    _, secret = coord.store.tokens.create("admin", "api-admin")
+    return secret
+
+
+def auth(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def counts(coord: Coordinator) -> dict[str, int]:
+    with coord.store.db.read() as conn:
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (runs, jobs, attempts, log_chunks, tokens, workers)
+        }
+
+
+def error_of(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["message"]
+    return dict(body["error"])
+
+
+def submit(client: TestClient, secret: str, body: bytes | str | dict[str, Any]) -> Any:
+    content = json.dumps(body) if isinstance(body, dict) else body
+    return client.post(
+        "/api/v1/runs",
+        content=content,
+        headers={**auth(secret), "Content-Type": "application/json"},
+    )
+
+
+GOOD = {"name": "r1", "jobs": {"x": {"command": "true"}}}
+
+
+def test_a_good_submit(client: TestClient, coord: Coordinator, admin_secret: str) -> None:
+    before = counts(coord)
+    r = submit(client, admin_secret, GOOD)
+    assert r.status_code == 201, r.text
+    assert (r.json()["name"], r.json()["state"]) == ("r1", "queued")
+    after = counts(coord)
+    assert (after["runs"] - before["runs"], after["jobs"] - before["jobs"]) == (1, 1)
+    got = client.get(f"/api/v1/runs/{r.json()['id']}", headers=auth(admin_secret))
+    assert [j["name"] for j in got.json()["jobs"]] == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b'{"jobs": {"x": {"command": "true"}}', "malformed JSON"),
+        (b"", "empty"),
+        (b'{"name": "\xc3\x28"}', "UTF-8"),
+    ],
+)
+def test_malformed_json(
+    client: TestClient, coord: Coordinator, admin_secret: str, body: bytes, words: str
+) -> None:
+    before = counts(coord)
+    error = error_of(submit(client, admin_secret, body), 422)
+    assert words in error["message"]
+    assert counts(coord) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"jobs": {"x": {"command": "true", "bogus": 1}}}, "jobs.x.bogus", "unknown field"),
+        ({"bogus": 1, "jobs": {"x": {"command": "true"}}}, "bogus", "unknown field"),
+        ({"jobs": {"x": {"command": 5}}}, "jobs.x.command", "shell string"),
+        ({"jobs": {"x": {"command": "true", "retries": "2"}}}, "jobs.x.retries", "whole number"),
+        ({"jobs": {"x": {"command": "true", "timeout": "soon"}}}, "jobs.x.timeout", "duration"),
+        (
+            {"jobs": {"x": {"command": "true", "on": {"platform": ["linux"]}}}},
+            "jobs.x.on",
+            "platform",
+        ),
+        ({"jobs": ["x"]}, "jobs", "table of jobs"),
+        (
+            {
+                "jobs": {
+                    "a": {"command": "true", "needs": ["b"]},
+                    "b": {"command": "true", "needs": ["a"]},
+                }
+            },
+            "jobs.a.needs",
+            "cycle",
+        ),
+        ({"jobs": {"a": {"command": "true", "needs": ["zz"]}}}, "jobs.a.needs", "unknown job"),
+        ({"jobs": {"t": {"task": "build"}}}, "jobs.t.task", "unknown task"),
+    ],
+)
+def test_a_bad_run_spec_names_the_field(
+    client: TestClient,
+    coord: Coordinator,
+    admin_secret: str,
+    body: dict[str, Any],
+    field: str,
+    words: str,
+) -> None:
+    before = counts(coord)
+    error = error_of(submit(client, admin_secret, body), 422)
+    assert error["type"] == "InvalidRunSpec"
+    assert error["field"] == field
+    assert words in error["message"]
+    assert error["message"].startswith(f"{field}: ")
+    assert error["problems"][0]["field"] == field
+    assert counts(coord) == before
+
+
+def test_several_problems_come_together(
+    client: TestClient, coord: Coordinator, admin_secret: str
+) -> None:
+    body = {"jobs": {"x": {"command": 5, "bogus": 1}, "y": {"command": "true", "when": "x"}}}
+    error = error_of(submit(client, admin_secret, body), 422)
+    assert [p["field"] for p in error["problems"]] == [
+        "jobs.x.bogus",
+        "jobs.x.command",
+        "jobs.y.when",
+    ]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer crl_not-a-real-token"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer "},
+    ],
+    ids=["missing", "wrong", "basic", "empty"],
+)
+def test_no_valid_token_is_401(
+    client: TestClient, coord: Coordinator, headers: dict[str, str]
+) -> None:
+    before = counts(coord)
+    r = client.post("/api/v1/runs", json=GOOD, headers=headers)
+    assert error_of(r, 401)["type"] == "Unauthorized"
+    assert error_of(client.get("/api/v1/runs", headers=headers), 401)
+    assert counts(coord) == before
+
+
+def test_a_revoked_token_is_401(client: TestClient, coord: Coordinator, admin_secret: str) -> None:
+    token, secret = coord.store.tokens.create("admin", "short-lived")
+    assert client.get("/api/v1/runs", headers=auth(secret)).status_code == 200
+    r = client.delete(f"/api/v1/tokens/{token.id}", headers=auth(admin_secret))
+    assert r.status_code == 200
+    error_of(client.get("/api/v1/runs", headers=auth(secret)), 401)
+
+
+def test_an_oversize_body_is_413(client: TestClient, coord: Coordinator, admin_secret: str) -> None:
+    before = counts(coord)
+    big = {"name": "big", "jobs": {"x": {"command": "echo " + "x" * (2 * MAX_BODY)}}}
+    error = error_of(submit(client, admin_secret, big), 413)
+    assert error["type"] == "PayloadTooLarge"
+    assert str(MAX_BODY) in error["message"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the cap holds while streaming
+        data = json.dumps(big).encode()
+        for i in range(0, len(data), 1000):
+            yield data[i : i + 1000]
+
+    r = client.post(
+        "/api/v1/runs",
+        content=chunks(),
+        headers={**auth(admin_secret), "Content-Type": "application/json"},
+    )
+    error_of(r, 413)
+    assert counts(coord) == before
+    assert submit(client, admin_secret, GOOD).status_code == 201  # under the cap is fine
+
+
+def test_a_reader_cannot_submit_or_see_other_projects(
+    client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str
+) -> None:
+    coord.store.projects.create("alpha", command=True, task=True, code=False)
+    coord.store.projects.create("beta", command=True, task=True, code=False)
+    _, reader = coord.create_token(admin, "reader", "alpha")
+    _, sub_b = coord.create_token(admin, "submitter", "beta")
+    run_b = submit(client, sub_b, GOOD).json()
+    before = counts(coord)
+    assert error_of(submit(client, reader, GOOD), 403)["type"] == "Forbidden"
+    for ref in (str(run_b["id"]), run_b["name"]):
+        error_of(client.get(f"/api/v1/runs/{ref}", headers=auth(reader)), 404)
+        error_of(client.post(f"/api/v1/runs/{ref}/cancel", headers=auth(reader)), 404)
+    assert client.get("/api/v1/runs", headers=auth(reader)).json() == {"runs": []}
+    assert counts(coord) == before
+
+
+def test_request_bodies_are_strict(
+    client: TestClient, coord: Coordinator, admin: Principal
+) -> None:
+    _, secret = coord.join(admin, "w1", {}, 2, ["command"])
+    before = counts(coord)
+    error = error_of(
+        client.post("/api/v1/workers/lease", json={"max": "5"}, headers=auth(secret)), 422
+    )
+    assert error["field"] == "max"
+    error = error_of(
+        client.post("/api/v1/workers/lease", json={"mx": 5}, headers=auth(secret)), 422
+    )
+    assert error["field"] == "mx" and "unknown field" in error["message"]
+    error = error_of(
+        client.post(
+            "/api/v1/workers/lease",
+            content=b"{oops",
+            headers={**auth(secret), "Content-Type": "application/json"},
+        ),
+        422,
+    )
+    assert "JSON" in error["message"]
+    assert counts(coord) == before
+
+
+def test_a_stale_lease_token_is_409_and_changes_nothing(
+    client: TestClient, coord: Coordinator, admin: Principal
+) -> None:
+    coord.lease_ttl = 0.2
+    _, secret = coord.join(admin, "w1", {}, 2, ["command"])
+    coord.submit(admin, spec({"x": {"command": "true", "retries": 1}}))
+    r = client.post("/api/v1/workers/lease", json={"max": 1}, headers=auth(secret))
+    assert r.status_code == 200, r.text
+    (lease,) = r.json()["leases"]
+    aid = lease["attempt"]
+    time.sleep(0.3)
+    assert [e.attempt_id for e in coord.sweep()] == [aid]  # requeued: the token is stale now
+    job_id = coord.store.runs.jobs(1)[0].id
+    before = (counts(coord), coord.store.runs.job_by_id(job_id), coord.store.runs.attempts(job_id))
+
+    body = {"attempt": aid, "token": lease["token"], "outcome": "passed", "exit_code": 0}
+    error = error_of(
+        client.post(f"/api/v1/attempts/{aid}/finish", json=body, headers=auth(secret)), 409
+    )
+    assert error["type"] == "LeaseLost"
+    held = {"attempt": aid, "token": lease["token"]}
+    error_of(client.post(f"/api/v1/attempts/{aid}/heartbeat", json=held, headers=auth(secret)), 409)
+    chunk = {**held, "seq": 0, "stream": "stdout", "ts": 1.0, "data": "late"}
+    error_of(client.post(f"/api/v1/attempts/{aid}/log", json=chunk, headers=auth(secret)), 409)
+    after = (counts(coord), coord.store.runs.job_by_id(job_id), coord.store.runs.attempts(job_id))
+    assert after == before
+
+    # a submitter's token cannot act for a worker at all
+    _, sub = coord.create_token(admin, "submitter", "default")
+    error_of(client.post(f"/api/v1/attempts/{aid}/finish", json=body, headers=auth(sub)), 403)
+
+
+def test_a_worker_round_trip(client: TestClient, coord: Coordinator, admin: Principal) -> None:
+    w = join(coord, admin, "w0")
+    _, secret = coord.join(admin, "w1", {}, 2, ["command"])
+    coord.submit(admin, spec({"x": {"command": "true"}}))
+    (lease,) = client.post("/api/v1/workers/lease", json={"max": 5}, headers=auth(secret)).json()[
+        "leases"
+    ]
+    aid = lease["attempt"]
+    body = {"attempt": aid, "token": lease["token"], "outcome": "passed", "exit_code": 0}
+    r = client.post(f"/api/v1/attempts/{aid}/finish", json=body, headers=auth(secret))
+    assert r.json() == {"ok": True, "state": "passed"}
+    r = client.post(f"/api/v1/attempts/{aid}/finish", json=body, headers=auth(secret))
+    assert r.json() == {"ok": True, "state": "passed"}  # idempotent
+    assert coord.store.runs.get(1).state.value == "passed"
+    assert coord.lease(w.id, 5) == []

@@ -1,0 +1,355 @@
+"""The lease protocol on both engines: expiry, fencing, idempotent finish, retries, logs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from integration_helpers import join, report, snapshot, spec, states
+from sqlalchemy import func, select
+
+from corral.auth import Principal
+from corral.coordinator import Coordinator
+from corral.domain.models import Lease, Worker
+from corral.domain.states import JobState, RunState
+from corral.errors import LeaseLost
+from corral.store.leases import Ended, Report, backoff
+from corral.store.logs import Upload
+from corral.store.tables import attempts, log_chunks
+
+TTL = 0.3
+
+
+def one_job(coord: Coordinator, admin: Principal, **fields: object) -> tuple[Worker, int, int]:
+    """A worker and a run of one job; returns (worker, run id, job id)."""
+    w = join(coord, admin, "w1")
+    run = coord.submit(admin, spec({"a": {"command": "true", **fields}}))
+    (job,) = coord.store.runs.jobs(run.id)
+    return w, run.id, job.id
+
+
+def lease_one(coord: Coordinator, w: Worker) -> Lease:
+    (lease,) = coord.lease(w.id, 5)
+    return lease
+
+
+def expire(coord: Coordinator) -> list[Ended]:
+    time.sleep(TTL + 0.1)
+    return coord.sweep()
+
+
+def chunk(lease: Lease, seq: int, data: str, token: str | None = None) -> Upload:
+    return Upload(lease.attempt_id, token or lease.token, seq, "stdout", 1.0 + seq, data)
+
+
+# -- expiry ----------------------------------------------------------------------------------
+
+
+def test_an_expired_lease_requeues_then_ends_lost(coord: Coordinator, admin: Principal) -> None:
+    coord.lease_ttl = TTL
+    w, run_id, job_id = one_job(coord, admin, retries=1)
+
+    first = lease_one(coord, w)
+    assert coord.sweep() == []  # not yet
+    (ended,) = expire(coord)
+    assert (ended.attempt_id, ended.job_id, ended.state) == (
+        first.attempt_id,
+        job_id,
+        JobState.QUEUED,
+    )
+    job = coord.store.runs.job_by_id(job_id)
+    assert job.state is JobState.QUEUED
+    assert "lease expired" in job.reason and "retry 1 of 1" in job.reason
+    assert coord.store.runs.get(run_id).state is RunState.RUNNING
+
+    second = lease_one(coord, w)
+    assert second.number == 2 and second.job_id == job_id
+    (ended,) = expire(coord)
+    assert ended.state is JobState.LOST
+    job = coord.store.runs.job_by_id(job_id)
+    assert (job.state, job.attempts) == (JobState.LOST, 2)
+    assert job.ended_at is not None
+    assert [(a.number, a.state) for a in coord.store.runs.attempts(job_id)] == [
+        (1, "expired"),
+        (2, "expired"),
+    ]
+    run = coord.store.runs.get(run_id)
+    assert run.state is RunState.FAILED
+    assert run.ended_at is not None
+    assert coord.lease(w.id, 5) == []
+    assert coord.sweep() == []  # nothing left to expire
+
+
+def test_no_retries_means_lost_at_the_first_expiry(coord: Coordinator, admin: Principal) -> None:
+    coord.lease_ttl = TTL
+    w, run_id, job_id = one_job(coord, admin)
+    lease_one(coord, w)
+    (ended,) = expire(coord)
+    assert (ended.job_id, ended.state) == (job_id, JobState.LOST)
+    assert coord.store.runs.job_by_id(job_id).reason.startswith("lease expired")
+    assert coord.store.runs.get(run_id).state is RunState.FAILED
+
+
+def test_heartbeats_keep_a_lease(coord: Coordinator, admin: Principal) -> None:
+    coord.lease_ttl = TTL
+    w, _, job_id = one_job(coord, admin)
+    lease = lease_one(coord, w)
+    coord.start(w.id, [(lease.attempt_id, lease.token, time.time())])
+    deadline = time.monotonic() + 3 * TTL
+    while time.monotonic() < deadline:
+        assert coord.heartbeat(w.id, [(lease.attempt_id, lease.token)]) == []
+        assert coord.sweep() == []
+        time.sleep(TTL / 4)
+    assert coord.store.runs.job_by_id(job_id).state is JobState.RUNNING
+    # and without them it runs out
+    (ended,) = expire(coord)
+    assert ended.attempt_id == lease.attempt_id
+
+
+# -- fencing ---------------------------------------------------------------------------------
+
+
+def test_a_stale_holder_is_fenced_after_requeue(coord: Coordinator, admin: Principal) -> None:
+    coord.lease_ttl = TTL
+    w, _, job_id = one_job(coord, admin, retries=3)
+    w2 = join(coord, admin, "w2")
+    stale = lease_one(coord, w)
+    expire(coord)
+    fresh = lease_one(coord, w2)  # the job now belongs to w2
+    coord.lease_ttl = 30.0
+    coord.heartbeat(w2.id, [(fresh.attempt_id, fresh.token)])
+    before = snapshot(coord.store, job_id)
+
+    (result,) = coord.finish(w.id, [report(stale)])
+    assert isinstance(result, LeaseLost)
+    assert result.status == 409
+    assert coord.heartbeat(w.id, [(stale.attempt_id, stale.token)]) == [stale.attempt_id]
+    assert coord.start(w.id, [(stale.attempt_id, stale.token, 1.0)]) == [stale.attempt_id]
+    assert coord.append_log(w.id, [chunk(stale, 0, "stale output")]) == [stale.attempt_id]
+    assert coord.store.leases.release([(stale.attempt_id, stale.token)], "gone") == []
+    assert snapshot(coord.store, job_id) == before
+    assert coord.store.logs.read(stale.attempt_id) == []
+
+    # the current holder is untouched and finishes normally
+    (result,) = coord.finish(w2.id, [report(fresh)])
+    assert isinstance(result, Ended) and result.state is JobState.PASSED
+    (result,) = coord.finish(w.id, [report(stale, "failed", 1)])  # still refused
+    assert isinstance(result, LeaseLost)
+    assert coord.store.runs.job_by_id(job_id).state is JobState.PASSED
+
+
+def test_a_wrong_token_for_the_current_attempt_is_refused(
+    coord: Coordinator, admin: Principal
+) -> None:
+    w, _, job_id = one_job(coord, admin)
+    lease = lease_one(coord, w)
+    before = snapshot(coord.store, job_id)
+    forged = Report(lease.attempt_id, "0" * 32, "passed", 0, "")
+    (result,) = coord.finish(w.id, [forged])
+    assert isinstance(result, LeaseLost)
+    (result,) = coord.finish(w.id, [Report(lease.attempt_id + 99, lease.token, "passed", 0, "")])
+    assert isinstance(result, LeaseLost)
+    assert coord.heartbeat(w.id, [(lease.attempt_id, "0" * 32)]) == [lease.attempt_id]
+    assert coord.start(w.id, [(lease.attempt_id, lease.token[:-1] + "x", 1.0)]) == [
+        lease.attempt_id
+    ]
+    assert snapshot(coord.store, job_id) == before
+
+
+def test_a_late_finish_after_lost_changes_nothing(coord: Coordinator, admin: Principal) -> None:
+    coord.lease_ttl = TTL
+    w, run_id, job_id = one_job(coord, admin)
+    lease = lease_one(coord, w)
+    expire(coord)
+    before = snapshot(coord.store, job_id)
+    (result,) = coord.finish(w.id, [report(lease)])
+    assert isinstance(result, LeaseLost)
+    assert snapshot(coord.store, job_id) == before
+    assert coord.store.runs.get(run_id).state is RunState.FAILED
+
+
+# -- idempotent finish -----------------------------------------------------------------------
+
+
+def count_attempts(coord: Coordinator) -> int:
+    with coord.store.db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(attempts)).scalar_one())
+
+
+@pytest.mark.parametrize("outcome", ["passed", "failed"])
+def test_the_same_finish_twice_records_once(
+    coord: Coordinator, admin: Principal, outcome: str
+) -> None:
+    w, run_id, job_id = one_job(coord, admin)
+    lease = lease_one(coord, w)
+    rep = report(lease, outcome, 0 if outcome == "passed" else 1)
+    (first,) = coord.finish(w.id, [rep])
+    assert isinstance(first, Ended)
+    after_first = snapshot(coord.store, job_id)
+    run_after_first = coord.store.runs.get(run_id)
+
+    (again,) = coord.finish(w.id, [rep])
+    assert isinstance(again, Ended)
+    assert (again.attempt_id, again.state) == (first.attempt_id, first.state)
+    # a different outcome with the same token is the same (already recorded) report
+    (other,) = coord.finish(w.id, [report(lease, "timed_out", None)])
+    assert isinstance(other, Ended) and other.state is first.state
+    assert snapshot(coord.store, job_id) == after_first
+    assert coord.store.runs.get(run_id) == run_after_first
+    assert count_attempts(coord) == 1
+
+
+def test_the_same_finish_twice_in_one_batch(coord: Coordinator, admin: Principal) -> None:
+    w, run_id, job_id = one_job(coord, admin)
+    lease = lease_one(coord, w)
+    first, second = coord.finish(w.id, [report(lease), report(lease)])
+    assert isinstance(first, Ended) and first.state is JobState.PASSED
+    assert isinstance(second, Ended) and second.state is JobState.PASSED
+    assert count_attempts(coord) == 1
+    assert [a.state for a in coord.store.runs.attempts(job_id)] == ["passed"]
+    assert coord.store.runs.get(run_id).counts == {"passed": 1}
+
+
+def test_a_finish_repeated_after_a_retry_was_queued(coord: Coordinator, admin: Principal) -> None:
+    coord.store.leases.retry_backoff = 0.01
+    w, _, job_id = one_job(coord, admin, retries=1)
+    lease = lease_one(coord, w)
+    rep = report(lease, "failed", 1)
+    (first,) = coord.finish(w.id, [rep])
+    assert isinstance(first, Ended) and first.state is JobState.QUEUED
+    time.sleep(0.05)
+    second_lease = lease_one(coord, w)
+    before = snapshot(coord.store, job_id)
+    (again,) = coord.finish(w.id, [rep])  # the worker never heard the first answer
+    assert isinstance(again, Ended)
+    assert snapshot(coord.store, job_id) == before
+    assert second_lease.number == 2
+    assert count_attempts(coord) == 2
+
+
+# -- retries with back-off -------------------------------------------------------------------
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff(n, 1.0) for n in (0, 1, 2, 3, 4)] == [1.0, 1.0, 2.0, 4.0, 8.0]
+    assert backoff(30, 1.0) == 300.0
+    assert backoff(2, 0.25) == 0.5
+
+
+def test_retries_wait_for_their_back_off(coord: Coordinator, admin: Principal) -> None:
+    base = 0.3
+    coord.store.leases.retry_backoff = base
+    w, run_id, job_id = one_job(coord, admin, retries=2)
+
+    lease = lease_one(coord, w)
+    t0 = time.time()
+    (ended,) = coord.finish(w.id, [report(lease, "failed", 3)])
+    assert isinstance(ended, Ended) and ended.state is JobState.QUEUED
+    assert ended.queued == (job_id,)
+    job = coord.store.runs.job_by_id(job_id)
+    assert job.state is JobState.QUEUED
+    assert job.not_before == pytest.approx(t0 + base, abs=0.15)
+    assert job.not_before > time.time()
+    assert "retry 1 of 2" in job.reason and "exit 3" in job.reason
+    assert coord.lease(w.id, 5) == []  # not before its time
+    assert coord.store.runs.get(run_id).state is RunState.RUNNING
+
+    time.sleep(max(0.0, job.not_before - time.time()) + 0.05)
+    lease = lease_one(coord, w)
+    assert lease.number == 2
+    t1 = time.time()
+    (ended,) = coord.finish(w.id, [report(lease, "timed_out", None)])
+    assert isinstance(ended, Ended) and ended.state is JobState.QUEUED
+    job = coord.store.runs.job_by_id(job_id)
+    assert job.not_before == pytest.approx(t1 + 2 * base, abs=0.15)  # doubled
+    assert "retry 2 of 2" in job.reason
+    assert coord.lease(w.id, 5) == []
+
+    time.sleep(max(0.0, job.not_before - time.time()) + 0.05)
+    lease = lease_one(coord, w)
+    assert lease.number == 3
+    (ended,) = coord.finish(w.id, [report(lease, "failed", 1)])
+    assert isinstance(ended, Ended) and ended.state is JobState.FAILED  # retries spent
+    job = coord.store.runs.job_by_id(job_id)
+    assert (job.state, job.attempts, job.exit_code) == (JobState.FAILED, 3, 1)
+    assert [(a.number, a.state) for a in coord.store.runs.attempts(job_id)] == [
+        (1, "failed"),
+        (2, "timed_out"),
+        (3, "failed"),
+    ]
+    assert coord.store.runs.get(run_id).state is RunState.FAILED
+
+
+def test_a_pass_after_a_retry_passes_the_run(coord: Coordinator, admin: Principal) -> None:
+    coord.store.leases.retry_backoff = 0.01
+    w, run_id, job_id = one_job(coord, admin, retries=5)
+    coord.finish(w.id, [report(lease_one(coord, w), "failed", 1)])
+    time.sleep(0.05)
+    coord.finish(w.id, [report(lease_one(coord, w))])
+    assert coord.store.runs.job_by_id(job_id).state is JobState.PASSED
+    assert coord.store.runs.get(run_id).state is RunState.PASSED
+
+
+def test_a_released_lease_goes_back_without_spending_a_try(
+    coord: Coordinator, admin: Principal
+) -> None:
+    w, _, job_id = one_job(coord, admin)  # no retries at all
+    lease = lease_one(coord, w)
+    assert coord.release(w.id, [(lease.attempt_id, lease.token)], "draining") == [job_id]
+    job = coord.store.runs.job_by_id(job_id)
+    assert (job.state, job.reason) == (JobState.QUEUED, "draining")
+    assert [a.state for a in coord.store.runs.attempts(job_id)] == ["released"]
+    (result,) = coord.finish(w.id, [report(lease)])
+    assert isinstance(result, LeaseLost)
+    lease = lease_one(coord, w)
+    assert lease.number == 2
+    (ended,) = coord.finish(w.id, [report(lease, "failed", 1)])
+    assert isinstance(ended, Ended) and ended.state is JobState.FAILED  # 0 retries: no retry
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+def test_log_chunks_are_fenced_and_stored_once(coord: Coordinator, admin: Principal) -> None:
+    w, _, job_id = one_job(coord, admin)
+    lease = lease_one(coord, w)
+    assert coord.append_log(w.id, [chunk(lease, 0, "hello "), chunk(lease, 1, "world\n")]) == []
+    # the worker did not hear the answer and sends chunk 1 again, with chunk 2
+    assert coord.append_log(w.id, [chunk(lease, 1, "world\n"), chunk(lease, 2, "bye\n")]) == []
+    assert coord.append_log(w.id, [chunk(lease, 2, "bye\n"), chunk(lease, 2, "bye\n")]) == []
+    got = coord.store.logs.read(lease.attempt_id)
+    assert [(c.seq, c.data) for c in got] == [(0, "hello "), (1, "world\n"), (2, "bye\n")]
+    assert [c.seq for c in coord.store.logs.read(lease.attempt_id, after=0)] == [1, 2]
+    assert [c.seq for c in coord.store.logs.read(lease.attempt_id, limit=1)] == [0]
+    (attempt,) = coord.store.runs.attempts(job_id)
+    assert attempt.log_bytes == len("hello world\nbye\n")
+
+    # a wrong token, in the same batch as a good chunk: only the good one is stored
+    lost = coord.append_log(
+        w.id, [chunk(lease, 3, "forged", token="f" * 32), chunk(lease, 4, "ok")]
+    )
+    assert lost == [lease.attempt_id]
+    assert [c.seq for c in coord.store.logs.read(lease.attempt_id)] == [0, 1, 2, 4]
+
+    coord.finish(w.id, [report(lease)])
+    assert coord.append_log(w.id, [chunk(lease, 5, "late")]) == [lease.attempt_id]
+    with coord.store.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(log_chunks)).scalar_one() == 4
+
+
+def test_log_streams_are_kept_apart(coord: Coordinator, admin: Principal) -> None:
+    w, _, _ = one_job(coord, admin)
+    lease = lease_one(coord, w)
+    coord.append_log(
+        w.id,
+        [
+            Upload(lease.attempt_id, lease.token, 0, "stdout", 1.0, "out"),
+            Upload(lease.attempt_id, lease.token, 1, "stderr", 2.0, "err"),
+        ],
+    )
+    got = coord.store.logs.read(lease.attempt_id)
+    assert [(c.stream, c.ts, c.data) for c in got] == [
+        ("stdout", 1.0, "out"),
+        ("stderr", 2.0, "err"),
+    ]
+    assert states(coord, lease.run_id) == {"a": "leased"}

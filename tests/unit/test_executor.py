@@ -1,0 +1,490 @@
+"""Tests for the stdlib-only job executor, using real (fast) subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from corral.worker.executor import Chunk, ExecResult, ExecSpec, Execution
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.chunks: list[Chunk] = []
+        self.threads: set[int] = set()
+
+    def __call__(self, chunk: Chunk) -> None:
+        self.chunks.append(chunk)
+        self.threads.add(threading.get_ident())
+
+    def text(self, stream: str) -> str:
+        return "".join(c.data for c in self.chunks if c.stream == stream)
+
+
+def run(spec: ExecSpec) -> tuple[ExecResult, Recorder]:
+    rec = Recorder()
+    result = Execution(spec, rec).run()
+    return result, rec
+
+
+def py(code: str) -> tuple[str, ...]:
+    return (sys.executable, "-c", code)
+
+
+def alive(pid: int) -> bool:
+    """True while pid is a live (non-zombie) process; PID 1 here may never reap orphans."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_dead(pid: int, within: float = 2.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.01)
+    return not alive(pid)
+
+
+# --- spec validation -------------------------------------------------------------------------
+
+
+def test_exactly_one_of_command_and_argv() -> None:
+    with pytest.raises(ValueError):
+        ExecSpec()
+    with pytest.raises(ValueError):
+        ExecSpec(command="true", argv=("true",))
+    with pytest.raises(ValueError):
+        ExecSpec(argv=())
+
+
+# --- exit codes ------------------------------------------------------------------------------
+
+
+def test_exit_zero_passes() -> None:
+    result, _ = run(ExecSpec(command="true"))
+    assert result.outcome == "passed"
+    assert result.exit_code == 0
+    assert result.reason == "exit 0"
+    assert result.started_at <= result.finished_at
+    assert set(result.resources) == {"user_cpu_s", "sys_cpu_s", "max_rss_kib", "wall_s"}
+
+
+def test_nonzero_exit_fails() -> None:
+    result, _ = run(ExecSpec(argv=("sh", "-c", "exit 3")))
+    assert (result.outcome, result.exit_code, result.reason) == ("failed", 3, "exit 3")
+
+
+def test_shell_builtin_command_is_not_run_as_argv() -> None:
+    # "exit 3" looks like a plain word list but is a shell builtin; it must still go to sh.
+    result, _ = run(ExecSpec(command="exit 3"))
+    assert (result.outcome, result.exit_code) == ("failed", 3)
+
+
+def test_plain_command_with_arguments() -> None:
+    result, rec = run(ExecSpec(command="echo hello world"))
+    assert result.outcome == "passed"
+    assert rec.text("stdout") == "hello world\n"
+
+
+def test_missing_command_in_shell_form_is_exit_127() -> None:
+    result, _ = run(ExecSpec(command="no-such-command-corral-xyz"))
+    assert (result.outcome, result.exit_code) == ("failed", 127)
+
+
+def test_killed_by_signal() -> None:
+    result, _ = run(ExecSpec(command="kill -9 $$"))
+    assert result.outcome == "failed"
+    assert result.exit_code == -9
+    assert result.reason == "killed by signal 9 (SIGKILL)"
+
+
+def test_missing_program_in_argv_form_could_not_start() -> None:
+    result, rec = run(ExecSpec(argv=("no-such-command-corral-xyz",)))
+    assert result.outcome == "failed"
+    assert result.exit_code is None
+    assert result.reason.startswith("could not start: [Errno 2]")
+    assert "no-such-command-corral-xyz" in result.reason
+    assert rec.chunks == []
+
+
+BUSY_LOOP = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass"
+
+
+def test_resources_reported() -> None:
+    result, _ = run(ExecSpec(argv=py(BUSY_LOOP)))
+    assert result.outcome == "passed"
+    assert result.resources["user_cpu_s"] + result.resources["sys_cpu_s"] >= 0.1
+    assert result.resources["max_rss_kib"] > 1000
+    assert result.resources["wall_s"] >= 0.2
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def test_stdout_and_stderr_kept_apart_and_ordered() -> None:
+    script = "for i in $(seq 1 2000); do echo out$i; echo err$i >&2; done"
+    result, rec = run(ExecSpec(command=script, chunk_interval=0.001))
+    assert result.outcome == "passed"
+    assert rec.text("stdout").splitlines() == [f"out{i}" for i in range(1, 2001)]
+    assert rec.text("stderr").splitlines() == [f"err{i}" for i in range(1, 2001)]
+    for stream in ("stdout", "stderr"):
+        stamps = [c.ts for c in rec.chunks if c.stream == stream]
+        assert stamps == sorted(stamps)
+    assert result.output_bytes == len(rec.text("stdout")) + len(rec.text("stderr"))
+    assert not result.truncated
+
+
+def test_output_is_delivered_on_the_calling_thread() -> None:
+    _, rec = run(ExecSpec(command="echo hi"))
+    assert rec.threads == {threading.get_ident()}
+
+
+def test_chunks_are_coalesced() -> None:
+    script = "echo 1; sleep 0.05; echo 2; sleep 0.05; echo 3"
+    result, rec = run(ExecSpec(command=script, chunk_interval=2))
+    assert result.outcome == "passed"
+    assert [c.data for c in rec.chunks] == ["1\n2\n3\n"]
+
+
+def test_chunks_are_delivered_while_running() -> None:
+    seen: list[float] = []
+    spec = ExecSpec(command="echo early; sleep 0.5; echo late", chunk_interval=0.01)
+    Execution(spec, lambda c: seen.append(time.monotonic())).run()
+    assert len(seen) == 2
+    assert seen[1] - seen[0] >= 0.3
+
+
+def test_multibyte_utf8_split_across_reads() -> None:
+    code = (
+        "import sys, time\n"
+        "out = sys.stdout.buffer\n"
+        "for part in (b'a\\xe2\\x82', b'\\xac b \\xf0\\x9f', b'\\x98', b'\\x80 c'):\n"
+        "    out.write(part); out.flush(); time.sleep(0.05)\n"
+    )
+    result, rec = run(ExecSpec(argv=py(code), chunk_interval=0))
+    assert result.outcome == "passed"
+    assert len(rec.chunks) >= 3  # really delivered in pieces
+    assert rec.text("stdout") == "a\u20ac b \U0001f600 c"
+
+
+def test_invalid_utf8_is_replaced() -> None:
+    code = "import sys; sys.stdout.buffer.write(b'x\\xffy')"
+    _, rec = run(ExecSpec(argv=py(code)))
+    assert rec.text("stdout") == "x\ufffdy"
+
+
+def test_log_limit_truncates_but_drains_everything() -> None:
+    total = 20 * 1024 * 1024
+    limit = 1024 * 1024
+    t0 = time.monotonic()
+    result, rec = run(ExecSpec(command=f"yes abcdefghijklmno | head -c {total}", log_limit=limit))
+    elapsed = time.monotonic() - t0
+    assert result.outcome == "passed"
+    assert result.truncated
+    assert result.output_bytes == total
+    assert elapsed < 5
+    last = rec.chunks[-1]
+    assert last.stream == "stderr"
+    assert last.data == (
+        f"\n[corral: log truncated after 1.0 MiB; {total - limit} more bytes dropped]\n"
+    )
+    assert len(rec.text("stdout")) == limit
+    assert sum(1 for c in rec.chunks if "log truncated" in c.data) == 1
+
+
+def test_log_limit_shared_between_streams() -> None:
+    result, rec = run(
+        ExecSpec(
+            command="head -c 600 /dev/zero | tr '\\0' o; head -c 600 /dev/zero | tr '\\0' e >&2",
+            log_limit=1000,
+        )
+    )
+    assert result.truncated
+    assert result.output_bytes == 1200
+    kept = rec.text("stdout") + rec.text("stderr").split("\n[corral:")[0]
+    assert len(kept) == 1000
+    assert "200 more bytes dropped" in rec.chunks[-1].data
+
+
+def test_truncation_does_not_split_a_character() -> None:
+    code = "import sys; sys.stdout.write('\\u00e9' * 1000)"
+    result, rec = run(ExecSpec(argv=py(code), env={"PYTHONIOENCODING": "utf-8"}, log_limit=1001))
+    assert result.truncated
+    assert result.output_bytes == 2000
+    assert rec.text("stdout") == "\u00e9" * 500
+    assert "1000 more bytes dropped" in rec.chunks[-1].data
+
+
+def test_output_exactly_at_limit_is_not_truncated() -> None:
+    result, rec = run(ExecSpec(command="echo hi", log_limit=3))
+    assert not result.truncated
+    assert [c.data for c in rec.chunks] == ["hi\n"]
+    result, rec = run(ExecSpec(command="echo hi!", log_limit=3))
+    assert result.truncated
+    assert rec.text("stdout") == "hi!"
+    assert "1 more bytes dropped" in rec.chunks[-1].data
+
+
+# --- environment and working directory -------------------------------------------------------
+
+
+def parse_env(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+def test_env_is_minimal_plus_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORRAL_TEST_LEAK", "secret")
+    result, rec = run(ExecSpec(argv=("env",), env={"FOO": "bar baz"}))
+    assert result.outcome == "passed"
+    env = parse_env(rec.text("stdout"))
+    assert set(env) == {"PATH", "HOME", "LANG", "TMPDIR", "FOO"}
+    assert env["FOO"] == "bar baz"
+    assert env["LANG"] == "C.UTF-8"
+    assert env["TMPDIR"] == os.path.join(env["HOME"], "tmp")
+    assert os.path.basename(env["HOME"]).startswith("attempt-")
+
+
+def test_env_extras_override_base() -> None:
+    _, rec = run(ExecSpec(argv=("env",), env={"LANG": "C"}))
+    assert parse_env(rec.text("stdout"))["LANG"] == "C"
+
+
+def test_inherit_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORRAL_TEST_INHERITED", "yes")
+    _, rec = run(ExecSpec(argv=("env",), env={"FOO": "1"}, inherit_env=True))
+    env = parse_env(rec.text("stdout"))
+    assert env["CORRAL_TEST_INHERITED"] == "yes"
+    assert env["FOO"] == "1"
+
+
+def test_fresh_workdir_per_run_removed_afterwards(tmp_path: Path) -> None:
+    script = 'pwd; test -d "$TMPDIR" && echo tmp-ok; echo data > file; mkdir -p a/b; touch a/b/c'
+    dirs = []
+    for _ in range(2):
+        result, rec = run(ExecSpec(command=script, workdir_root=str(tmp_path)))
+        assert result.outcome == "passed"
+        workdir, tmp_ok = rec.text("stdout").splitlines()
+        assert tmp_ok == "tmp-ok"
+        assert Path(workdir).parent == tmp_path
+        assert not Path(workdir).exists()
+        dirs.append(workdir)
+    assert dirs[0] != dirs[1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_workdir(tmp_path: Path) -> None:
+    result, rec = run(
+        ExecSpec(command="pwd; echo data > file", workdir_root=str(tmp_path), keep_workdir=True)
+    )
+    workdir = Path(rec.text("stdout").strip())
+    assert result.outcome == "passed"
+    assert (workdir / "file").read_text() == "data\n"
+    assert (workdir / "tmp").is_dir()
+
+
+def test_workdir_root_is_created(tmp_path: Path) -> None:
+    root = tmp_path / "x" / "y"
+    result, _ = run(ExecSpec(command="true", workdir_root=str(root)))
+    assert result.outcome == "passed"
+    assert root.is_dir()
+
+
+def test_stdin_is_dev_null_and_new_session() -> None:
+    code = "import os, sys; print(repr(sys.stdin.read()), os.getsid(0) == os.getpid())"
+    # Put readable data on our own fd 0, so an inherited stdin would show up in the output.
+    r, w = os.pipe()
+    os.write(w, b"leaked")
+    os.close(w)
+    saved = os.dup(0)
+    os.dup2(r, 0)
+    try:
+        _, rec = run(ExecSpec(argv=py(code)))
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(r)
+    assert rec.text("stdout") == "'' True\n"
+
+
+# --- timeouts, cancel, kill ------------------------------------------------------------------
+
+
+def test_timeout_kills_whole_group_including_grandchild() -> None:
+    t0 = time.monotonic()
+    result, rec = run(ExecSpec(command="sleep 100 & echo $!; sleep 100", timeout=0.5))
+    elapsed = time.monotonic() - t0
+    assert result.outcome == "timed_out"
+    assert result.exit_code == -15
+    assert result.reason == "timed out after 0.5s (SIGTERM)"
+    assert 0.5 <= elapsed < 3
+    grandchild = int(rec.text("stdout"))
+    assert wait_dead(grandchild)
+
+
+TERM_REPORTER = """
+import signal, sys, time
+def on_term(signum, frame):
+    print("grandchild got SIGTERM", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+time.sleep(100)
+"""
+
+
+def test_timeout_sends_sigterm_to_whole_group() -> None:
+    # The main shell ignores TERM and waits for the grandchild, so only a group-wide TERM can
+    # make the grandchild report; otherwise both die silently by SIGKILL after the grace.
+    script = f"{sys.executable} -c '{TERM_REPORTER}' & trap '' TERM; wait"
+    result, rec = run(ExecSpec(command=script, timeout=1.0, grace=1.0))
+    assert result.outcome == "timed_out"
+    assert result.reason == "timed out after 1s (SIGTERM)"
+    assert rec.text("stdout") == "ready\ngrandchild got SIGTERM\n"
+
+
+def test_sigterm_ignoring_child_gets_sigkill_after_grace() -> None:
+    t0 = time.monotonic()
+    result, _ = run(ExecSpec(command="trap '' TERM; sleep 100", timeout=0.3, grace=0.5))
+    elapsed = time.monotonic() - t0
+    assert result.outcome == "timed_out"
+    assert result.exit_code == -9
+    assert result.reason == "timed out after 0.3s (SIGTERM, then SIGKILL after 0.5s grace)"
+    assert 0.8 <= elapsed < 3
+
+
+def test_cancel_from_another_thread() -> None:
+    rec = Recorder()
+    ex = Execution(ExecSpec(command="echo started; sleep 100"), rec)
+    timer = threading.Timer(0.3, ex.cancel, args=("user asked",))
+    t0 = time.monotonic()
+    timer.start()
+    result = ex.run()
+    timer.join()
+    assert result.outcome == "canceled"
+    assert result.reason == "user asked"
+    assert result.exit_code == -15
+    assert time.monotonic() - t0 < 3
+    assert rec.text("stdout") == "started\n"
+
+
+def test_cancel_respects_grace_then_kills() -> None:
+    ex = Execution(ExecSpec(command="trap '' TERM; sleep 100", grace=0.4), Recorder())
+    threading.Timer(0.2, ex.cancel).start()
+    t0 = time.monotonic()
+    result = ex.run()
+    assert (result.outcome, result.reason, result.exit_code) == ("canceled", "canceled", -9)
+    assert 0.6 <= time.monotonic() - t0 < 3
+
+
+def test_kill_is_immediate() -> None:
+    ex = Execution(ExecSpec(command="trap '' TERM; sleep 100", grace=30), Recorder())
+    threading.Timer(0.2, ex.kill, args=("shutdown",)).start()
+    t0 = time.monotonic()
+    result = ex.run()
+    assert (result.outcome, result.reason, result.exit_code) == ("canceled", "shutdown", -9)
+    assert time.monotonic() - t0 < 2
+
+
+def test_kill_escalates_a_pending_cancel() -> None:
+    ex = Execution(ExecSpec(command="trap '' TERM; sleep 100", grace=30), Recorder())
+    threading.Timer(0.2, ex.cancel, args=("first",)).start()
+    threading.Timer(0.4, ex.kill).start()
+    t0 = time.monotonic()
+    result = ex.run()
+    assert (result.outcome, result.reason, result.exit_code) == ("canceled", "first", -9)
+    assert time.monotonic() - t0 < 2
+
+
+def test_cancel_before_run_never_starts(tmp_path: Path) -> None:
+    ex = Execution(ExecSpec(command="touch started", workdir_root=str(tmp_path)), Recorder())
+    ex.cancel("too late")
+    result = ex.run()
+    assert (result.outcome, result.reason, result.exit_code) == ("canceled", "too late", None)
+    assert ex.pid is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_after_run_is_harmless() -> None:
+    ex = Execution(ExecSpec(command="true"), Recorder())
+    result = ex.run()
+    ex.cancel()
+    ex.kill()
+    assert result.outcome == "passed"
+    assert ex.pid is not None
+    with pytest.raises(RuntimeError):
+        ex.run()
+
+
+def test_background_child_holding_stdout_does_not_hang() -> None:
+    t0 = time.monotonic()
+    result, rec = run(ExecSpec(command="sleep 100 & echo $!; echo done"))
+    assert result.outcome == "passed"
+    assert time.monotonic() - t0 < 3
+    pid_line, done = rec.text("stdout").splitlines()
+    assert done == "done"
+    assert wait_dead(int(pid_line))
+
+
+ESCAPE = """
+import os, time
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    os.write(w, b"x")
+    time.sleep(30)
+    os._exit(0)
+os.read(r, 1)
+print(pid, flush=True)
+print("done", flush=True)
+"""
+
+
+def test_escaped_grandchild_holding_stdout_does_not_hang() -> None:
+    # setsid escapes the group kill; only the drain cap keeps run() from waiting on the pipe.
+    t0 = time.monotonic()
+    result, rec = run(ExecSpec(argv=py(ESCAPE)))
+    elapsed = time.monotonic() - t0
+    pid_line, done = rec.text("stdout").splitlines()
+    try:
+        assert alive(int(pid_line))  # it really escaped, so the test means something
+        assert result.outcome == "passed"
+        assert done == "done"
+        assert elapsed < 3
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_line), 9)
+
+
+def test_callback_error_kills_the_job() -> None:
+    def boom(chunk: Chunk) -> None:
+        raise RuntimeError("callback failed")
+
+    ex = Execution(ExecSpec(command="echo hi; sleep 100", chunk_interval=0), boom)
+    with pytest.raises(RuntimeError, match="callback failed"):
+        ex.run()
+    assert ex.pid is not None
+    assert wait_dead(ex.pid)
+
+
+def test_many_tiny_runs_do_not_leak_fds() -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        result, _ = run(ExecSpec(command="true"))
+        assert result.outcome == "passed"
+    assert len(os.listdir("/proc/self/fd")) == before
