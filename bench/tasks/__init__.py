@@ -1,0 +1,1 @@
+"""Task bodies shared by every system, and each peer's task module."""
