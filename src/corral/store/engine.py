@@ -39,6 +39,7 @@ class Database:
         # SQLite has one writer at a time: queueing writers on a lock in this process is
         # cheaper and fairer than letting them spin on SQLITE_BUSY.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._writer: Connection | None = None
         self.engine = self._create()
 
     def _create(self) -> Engine:
@@ -72,10 +73,13 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction: BEGIN IMMEDIATE on SQLite, so no read-to-write upgrade can fail."""
         if self._write_lock is not None:
-            with self._write_lock, self.engine.connect() as conn:
-                conn = conn.execution_options(corral_write=True)
-                with conn.begin():
-                    yield conn
+            with self._write_lock:
+                # one connection serves every write: writes are serial anyway, and a pool
+                # checkout per transaction costs as much as a small statement
+                if self._writer is None or self._writer.closed:
+                    self._writer = self.engine.connect().execution_options(corral_write=True)
+                with self._writer.begin():
+                    yield self._writer
         else:
             with self.engine.begin() as conn:
                 yield conn
@@ -90,6 +94,11 @@ class Database:
         return {"skip_locked": True} if self.is_postgres else {}
 
     def dispose(self) -> None:
+        if self._write_lock is not None:
+            with self._write_lock:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
         self.engine.dispose()
 
 

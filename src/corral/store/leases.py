@@ -19,7 +19,15 @@ from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
 from corral.store.engine import Database
 from corral.store.progress import mark_started, move, settle
-from corral.store.tables import attempts, job_selectors, jobs, runs, workers
+from corral.store.tables import (
+    ACTIVE_STATES,
+    QUEUED,
+    attempts,
+    job_selectors,
+    jobs,
+    runs,
+    workers,
+)
 
 ACTIVE = ("leased", "running")
 _OUTCOME_EVENTS = {"passed": Event.PASS, "failed": Event.FAIL, "timed_out": Event.TIME_OUT}
@@ -86,7 +94,7 @@ class Leases:
             )
             .join(runs, runs.c.id == jobs.c.run_id)
             .where(
-                jobs.c.state == JobState.QUEUED.value,
+                jobs.c.state == QUEUED,
                 jobs.c.not_before <= now,
                 or_(jobs.c.target_worker_id.is_(None), jobs.c.target_worker_id == bindparam("wid")),
                 jobs.c.kind.in_(bindparam("kinds", expanding=True)),
@@ -411,7 +419,7 @@ class Leases:
             now = self.db.now(conn)
             rows = conn.execute(
                 select(attempts.c.id, attempts.c.lease_token)
-                .where(attempts.c.state.in_(ACTIVE), attempts.c.lease_expires_at < now)
+                .where(attempts.c.state.in_(ACTIVE_STATES), attempts.c.lease_expires_at < now)
                 .order_by(attempts.c.lease_expires_at)
                 .limit(limit)
             ).all()
@@ -484,7 +492,10 @@ class Leases:
                 (r.id, r.lease_token)
                 for r in conn.execute(
                     select(attempts.c.id, attempts.c.lease_token).where(
-                        and_(attempts.c.worker_id == worker_id, attempts.c.state.in_(ACTIVE))
+                        and_(
+                            attempts.c.worker_id == worker_id,
+                            attempts.c.state.in_(ACTIVE_STATES),
+                        )
                     )
                 ).all()
             ]

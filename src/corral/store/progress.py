@@ -142,14 +142,31 @@ _BAD_ENDS = (
 )
 
 
+_ENDED = (
+    update(runs)
+    .where(runs.c.id == bindparam("rid"))
+    .values(state=bindparam("state"), ended_at=bindparam("now"))
+)
+
+
 def _end_run(conn: Connection, db: Database, run_id: int, current: str) -> None:
     # every job has ended: only failures and cancels decide the outcome
     bad = [JobState(s) for s in conn.execute(_BAD_ENDS, {"rid": run_id}).scalars()]
     final = run_state(bad or [JobState.PASSED])
     if final.value != current:
-        conn.execute(
-            update(runs).where(runs.c.id == run_id).values(state=final.value, ended_at=db.now_sql())
-        )
+        conn.execute(_ENDED, {"rid": run_id, "state": final.value, "now": db.now(conn)})
+
+
+_COUNTS = (
+    select(jobs.c.run_id, jobs.c.state, func.count())
+    .where(jobs.c.run_id.in_(bindparam("ids", expanding=True)))
+    .group_by(jobs.c.run_id, jobs.c.state)
+)
+_STARTED = (
+    update(runs)
+    .where(runs.c.id.in_(bindparam("ids", expanding=True)), runs.c.state == RunState.QUEUED.value)
+    .values(state=RunState.RUNNING.value, started_at=bindparam("now"))
+)
 
 
 def job_counts(conn: Connection, run_ids: Iterable[int]) -> dict[int, Counter[str]]:
@@ -157,11 +174,7 @@ def job_counts(conn: Connection, run_ids: Iterable[int]) -> dict[int, Counter[st
     out: dict[int, Counter[str]] = {i: Counter() for i in ids}
     if not ids:
         return out
-    rows = conn.execute(
-        select(jobs.c.run_id, jobs.c.state, func.count())
-        .where(jobs.c.run_id.in_(ids))
-        .group_by(jobs.c.run_id, jobs.c.state)
-    ).all()
+    rows = conn.execute(_COUNTS, {"ids": ids}).all()
     for run_id, state, n in rows:
         out[run_id][state] = n
     return out
@@ -171,11 +184,7 @@ def mark_started(conn: Connection, db: Database, run_ids: Iterable[int]) -> None
     """The first lease of a run makes it running."""
     ids = sorted(set(run_ids))
     if ids:
-        conn.execute(
-            update(runs)
-            .where(runs.c.id.in_(ids), runs.c.state == RunState.QUEUED.value)
-            .values(state=RunState.RUNNING.value, started_at=db.now_sql())
-        )
+        conn.execute(_STARTED, {"ids": ids, "now": db.now(conn)})
 
 
 __all__ = ["ENDED", "job_counts", "mark_started", "move", "settle"]

@@ -21,6 +21,11 @@ from corral.store.tables import attempts, job_needs, job_selectors, jobs, projec
 
 _INSERT_RUN = insert(runs).returning(runs.c.id)
 _INSERT_JOBS = insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True)
+_GET = (
+    select(runs, projects.c.name.label("project"))
+    .join(projects, projects.c.id == runs.c.project_id)
+    .where(runs.c.id == bindparam("rid"))
+)
 _STATE = select(runs.c.state).where(runs.c.id == bindparam("rid"))
 _CANCELABLE = (JobState.BLOCKED, JobState.QUEUED, JobState.LEASED, JobState.RUNNING)
 
@@ -119,11 +124,7 @@ class Runs:
             return self._get(conn, run_id)
 
     def _get(self, conn: Connection, run_id: int) -> Run:
-        row = conn.execute(
-            select(runs, projects.c.name.label("project"))
-            .join(projects, projects.c.id == runs.c.project_id)
-            .where(runs.c.id == run_id)
-        ).one_or_none()
+        row = conn.execute(_GET, {"rid": run_id}).one_or_none()
         if row is None:
             raise NotFound(f"no run {run_id}")
         return rows.run(row, row.project, job_counts(conn, [run_id])[run_id])

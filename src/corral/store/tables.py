@@ -15,7 +15,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
+
+# Partial indexes serve a query only when its WHERE repeats their condition literally: a bound
+# parameter in its place makes SQLite scan the whole table. Queries that rely on them use these.
+QUEUED = literal_column("'queued'")
+ACTIVE_STATES = (literal_column("'leased'"), literal_column("'running'"))
 
 metadata = MetaData(
     naming_convention={

@@ -10,7 +10,7 @@ from corral.domain.models import Worker
 from corral.errors import NotFound
 from corral.store import rows
 from corral.store.engine import Database
-from corral.store.tables import attempts, workers
+from corral.store.tables import ACTIVE_STATES, attempts, workers
 
 ACTIVE = ("leased", "running")
 
@@ -73,7 +73,7 @@ class Workers:
         return dict(
             conn.execute(
                 select(attempts.c.worker_id, func.count())
-                .where(attempts.c.state.in_(ACTIVE))
+                .where(attempts.c.state.in_(ACTIVE_STATES))
                 .group_by(attempts.c.worker_id)
             ).all()
         )
