@@ -17,11 +17,15 @@ from sqlalchemy import (
     UniqueConstraint,
     literal_column,
 )
+from sqlalchemy.sql.elements import ColumnClause
 
 # Partial indexes serve a query only when its WHERE repeats their condition literally: a bound
 # parameter in its place makes SQLite scan the whole table. Queries that rely on them use these.
-QUEUED = literal_column("'queued'")
-ACTIVE_STATES = (literal_column("'leased'"), literal_column("'running'"))
+QUEUED: ColumnClause[str] = literal_column("'queued'")
+ACTIVE_STATES: tuple[ColumnClause[str], ...] = (
+    literal_column("'leased'"),
+    literal_column("'running'"),
+)
 
 metadata = MetaData(
     naming_convention={
