@@ -19,6 +19,7 @@ from corral.coordinator import Coordinator
 from corral.domain.labels import parse_labels
 from corral.domain.runspec import parse_toml
 from corral.store import Store
+from corral.store.wakeups import PgWakeups
 from corral.sweeper import sweep_forever
 from corral.worker.agent import Agent, AgentOptions, default_name
 from corral.worker.link import LocalLink
@@ -56,6 +57,11 @@ class Server:
             self.store, lease_ttl=settings.lease_ttl, offline_after=settings.offline_after
         )
         self.new_admin_token = ensure_admin_token(self.store, settings.token_file)
+        self.wakeups: PgWakeups | None = None
+        if self.store.db.is_postgres:
+            # several coordinators may share this database: wake each other's long-polls
+            self.wakeups = PgWakeups(self.store.db, self.coordinator.hub)
+            self.wakeups.start()
         self.agent: Agent | None = None
         self.app = create_app(self.coordinator, max_body=settings.max_body, lifespan=self._lifespan)
 
@@ -97,4 +103,6 @@ class Server:
                 # jobs of the local worker cannot outlive the server: give their leases back
                 await asyncio.to_thread(self.agent.stop, "corral serve stopped")
                 await asyncio.to_thread(self.agent.wait_stopped, 10.0)
+            if self.wakeups is not None:
+                self.wakeups.stop()
             self.store.close()
