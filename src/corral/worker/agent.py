@@ -25,6 +25,7 @@ log = logging.getLogger("corral.worker")
 # Report a start only for jobs still running after this long: a fast job's end says it all.
 START_REPORT_DELAY = 0.05
 LOG_FLUSH_INTERVAL = 0.1
+COALESCE_ENDS = 0.005  # seconds an end may wait for others while short jobs stream through
 PREFETCH_BELOW = 0.25  # seconds: mean job length under which a worker holds extra leases
 # Bounds on log bytes: per report (under the server's body cap), and waiting in memory (a job
 # that writes faster than the coordinator stores is slowed down, not buffered without end).
@@ -143,12 +144,16 @@ class Agent:
         mean = sum(self._durations) / len(self._durations)
         return self.options.slots * 8 if mean < PREFETCH_BELOW else 0
 
+    def _refill_below(self) -> int:
+        extra = self._prefetch()
+        return self.options.slots + extra // 2 - (0 if extra else 1)
+
     def _lease_loop(self) -> None:
         while True:
             with self._lock:
-                while (
-                    not self._draining and len(self._slots) >= self.options.slots + self._prefetch()
-                ):
+                # with extra leases held, refill only below half of them: one lease request
+                # for several jobs instead of one per job
+                while not self._draining and len(self._slots) > self._refill_below():
                     self._lock.wait()
                 if self._draining:
                     return
@@ -308,6 +313,9 @@ class Agent:
                     and timeout > 0
                 ):
                     self._lock.wait(timeout)
+                if self._pending.finished and self._prefetch() and self._running:
+                    # a stream of short jobs: let a few more ends join this report
+                    self._lock.wait(COALESCE_ENDS)
                 now = time.monotonic()
                 batch, self._pending = self._pending, Batch()
                 self._split_logs(batch)
