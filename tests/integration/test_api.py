@@ -304,3 +304,20 @@ def test_a_worker_round_trip(client: TestClient, coord: Coordinator, admin: Prin
     assert r.json() == {"ok": True, "state": "passed"}  # idempotent
     assert coord.store.runs.get(1).state.value == "passed"
     assert coord.lease(w.id, 5) == []
+
+
+def test_metrics_count_live_jobs_and_workers(
+    client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str
+) -> None:
+    assert submit(client, admin_secret, GOOD).status_code == 201
+    join(coord, admin, "m1", slots=3)
+    text = client.get("/metrics").text
+    assert 'corral_jobs{state="queued"} 1.0' in text
+    assert 'corral_workers{state="online"} 1.0' in text
+    assert 'corral_worker_slots{use="total"} 3.0' in text
+
+
+def test_openapi_schema_is_served(client: TestClient) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    assert "/api/v1/runs" in schema["paths"]
+    assert "/api/v1/workers/lease" in schema["paths"]

@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from corral.domain.models import Attempt, Job, Project, Run
 from corral.domain.runspec import RunSpec
@@ -179,6 +179,16 @@ class Runs:
             found = conn.execute(q).all()
             counts = job_counts(conn, [r.id for r in found])
             return [rows.run(r, r.project, counts[r.id]) for r in found]
+
+    def live_counts(self) -> dict[str, int]:
+        """How many jobs wait or work, by state (for metrics)."""
+        with self.db.read() as conn:
+            found = conn.execute(
+                select(jobs.c.state, func.count())
+                .where(jobs.c.state.in_(["blocked", "queued", "leased", "running"]))
+                .group_by(jobs.c.state)
+            ).all()
+        return {state: int(n) for state, n in found}
 
     def jobs(self, run_id: int) -> builtins.list[Job]:
         with self.db.read() as conn:
