@@ -42,7 +42,7 @@ def create_app(
     app.include_router(tokens.router)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/metrics", include_in_schema=False)

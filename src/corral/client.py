@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +51,18 @@ def default_token(home: Path | None = None) -> str | None:
         return None
 
 
+def _verify(ca: str | None) -> ssl.SSLContext | bool:
+    """What to trust: the system's CAs, or the one in `ca` (a file, or a directory of them)."""
+    if not ca:
+        return True
+    try:
+        if os.path.isdir(ca):
+            return ssl.create_default_context(capath=ca)
+        return ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise CorralError(f"cannot use the CA certificate {ca}: {exc.strerror or exc}") from None
+
+
 class Http:
     """A thin httpx wrapper: auth header, JSON errors turned into CorralError, retries."""
 
@@ -64,7 +77,7 @@ class Http:
     ) -> None:
         self.url = (url or os.environ.get("CORRAL_SERVER") or DEFAULT_SERVER).rstrip("/")
         self.token = token if token is not None else default_token()
-        verify: Any = ca or os.environ.get("CORRAL_CA") or True
+        verify = _verify(ca or os.environ.get("CORRAL_CA"))
         headers = {"user-agent": "corral"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"

@@ -54,6 +54,13 @@ class Coordinator:
 
     # -- identity ------------------------------------------------------------------------
 
+    def cached_principal(self, secret: str) -> Principal | None:
+        """The principal of a token looked up moments ago, without touching the store."""
+        hit = self._principals.get(secret)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        return None
+
     def authenticate(self, secret: str) -> Principal:
         """The principal of a live token; looked up at most every few seconds per token."""
         now = time.monotonic()

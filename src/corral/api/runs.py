@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from corral import events
-from corral.api.deps import coordinator, json_body, principal
+from corral.api.deps import call, coordinator, json_body, principal
 from corral.api.schemas import (
     RerunBody,
     attempt_json,
@@ -30,7 +30,7 @@ async def submit(request: Request, who: Who, project: str | None = None) -> dict
     """Submit a run (JSON run spec); it is durable when this answers 201."""
     body = await json_body(request)
     spec = parse(body)
-    run = await run_in_threadpool(coordinator(request).submit, who, spec, project)
+    run = await call(request, coordinator(request).submit, who, spec, project)
     return run_json(run)
 
 
@@ -68,16 +68,16 @@ async def wait_run(
     """Answer when the run has ended, or when `timeout` seconds have passed (long-poll)."""
     coord = coordinator(request)
     deadline = time.monotonic() + timeout
-    run = await run_in_threadpool(coord.run, who, ref)
+    run = await call(request, coord.run, who, ref)
     topic = events.run_topic(run.id)
     if run.state.ended:
         return run_json(run)
     while True:
         version = coord.hub.version(topic)
-        state = await run_in_threadpool(coord.store.runs.state, run.id)
+        state = await call(request, coord.store.runs.state, run.id)
         left = deadline - time.monotonic()
         if state.ended or left <= 0:
-            return run_json(await run_in_threadpool(coord.store.runs.get, run.id))
+            return run_json(await call(request, coord.store.runs.get, run.id))
         await coord.hub.wait_async(topic, version, left)
 
 

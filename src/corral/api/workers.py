@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from corral import events
-from corral.api.deps import coordinator, principal
+from corral.api.deps import call, coordinator, principal
 from corral.api.schemas import (
     DrainBody,
     Finished,
@@ -50,13 +50,41 @@ async def lease(request: Request, who: Who, body: LeaseBody) -> dict[str, Any]:
     coord = coordinator(request)
     worker_id = who.require_worker()
     deadline = time.monotonic() + body.wait
+    # a worker that dies while it waits must not be handed jobs nobody will run (they would
+    # sit leased until the lease expires, and end `lost` without retries): watch the socket
+    gone: asyncio.Task[None] | None = None
+    try:
+        while True:
+            version = coord.hub.version(events.QUEUE)
+            leases = await call(request, coord.lease, worker_id, body.max)
+            if leases and gone is not None and gone.done():
+                pairs = [(x.attempt_id, x.token) for x in leases]
+                await call(request, coord.release, worker_id, pairs, "the worker hung up")
+                return {"leases": []}
+            left = deadline - time.monotonic()
+            if leases or left <= 0:
+                return {"leases": [lease_json(x) for x in leases]}
+            if gone is None:
+                gone = asyncio.ensure_future(_hung_up(request))
+            woke = asyncio.ensure_future(
+                coord.hub.wait_async(events.QUEUE, version, min(left, 5.0))
+            )
+            await asyncio.wait({gone, woke}, return_when=asyncio.FIRST_COMPLETED)
+            if gone.done():
+                woke.cancel()
+                return {"leases": []}
+    finally:
+        if gone is not None:
+            gone.cancel()
+
+
+async def _hung_up(request: Request) -> None:
+    """Return when the client has closed the connection (the body is already read)."""
     while True:
-        version = coord.hub.version(events.QUEUE)
-        leases = await run_in_threadpool(coord.lease, worker_id, body.max)
-        left = deadline - time.monotonic()
-        if leases or left <= 0 or await request.is_disconnected():
-            return {"leases": [lease_json(x) for x in leases]}
-        await coord.hub.wait_async(events.QUEUE, version, min(left, 5.0))
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+        await asyncio.sleep(0.1)  # not expected once the body is read; never spin
 
 
 def _report(coord: Coordinator, worker_id: int, body: ReportBody) -> dict[str, Any]:
@@ -83,13 +111,13 @@ def _report(coord: Coordinator, worker_id: int, body: ReportBody) -> dict[str, A
 
 
 @router.post("/workers/report")
-def report(request: Request, who: Who, body: ReportBody) -> dict[str, Any]:
+async def report(request: Request, who: Who, body: ReportBody) -> dict[str, Any]:
     """Everything a worker has to say in one request: starts, heartbeats, logs, ends, releases.
 
     Items whose lease is not current are listed in `lost` (the worker stops those jobs);
     nothing of theirs is recorded.
     """
-    return _report(coordinator(request), who.require_worker(), body)
+    return await call(request, _report, coordinator(request), who.require_worker(), body)
 
 
 @router.post("/workers/drain")

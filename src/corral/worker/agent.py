@@ -45,6 +45,7 @@ class Slot:
     start_reported: bool = False
     seq: int = 0
     stop_reason: str = ""
+    done: bool = False  # its end is recorded (the runner counts it free once)
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,9 @@ class Agent:
                 self._run_slot(slot)
             finally:
                 with self._lock:
-                    self._running -= 1
+                    if not slot.done:
+                        slot.done = True
+                        self._running -= 1
                     self._lock.notify_all()
 
     def _run_slot(self, slot: Slot) -> None:
@@ -230,6 +233,8 @@ class Agent:
             with self._lock:
                 self._pending.released.append((lease.attempt_id, lease.token))
                 self._slots.pop(lease.attempt_id, None)
+                slot.done = True
+                self._running -= 1
                 self._lock.notify_all()
             self._maybe_done()
             return
@@ -296,6 +301,11 @@ class Agent:
             self._durations.append(time.time() - slot.started_at)
             self._pending.finished.append(outcome)
             self._slots.pop(slot.lease.attempt_id, None)
+            # count the slot free before the reporter looks: it waits for other ends only
+            # while jobs are still running
+            if not slot.done:
+                slot.done = True
+                self._running -= 1
             self._lock.notify_all()
 
     # -- reporting -----------------------------------------------------------------------
