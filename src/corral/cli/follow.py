@@ -41,12 +41,16 @@ def stream_log(
         if attempt is not None:
             return
         job = client.job(run, label)
-        if job["state"] in ("passed", "failed", "timed_out", "canceled", "lost", "skipped"):
-            return
-        latest = job["attempt_list"][-1]["number"] if job["attempt_list"] else None
+        attempts = job["attempt_list"]
+        latest = attempts[-1]["number"] if attempts else None
         if latest is not None and latest != current:
-            sys.stderr.write(f"[corral: {job['reason'] or 'retrying'}; attempt {latest}]\n")
+            # a newer attempt (even one that has already ended): print it too, saying why
+            left = next((a for a in attempts if a["number"] == current), None)
+            why = (left and left["reason"]) or job["reason"] or "retrying"
+            sys.stderr.write(f"[corral: {why}; attempt {latest}]\n")
             current, after = latest, -1
+        elif job["state"] in ("passed", "failed", "timed_out", "canceled", "lost", "skipped"):
+            return
         else:
             time.sleep(0.2)
 

@@ -91,7 +91,11 @@ class Agent:
         """Start and block until stopped (drained, forced, or offline too long)."""
         self.start()
         self._stopped.wait()
-        self.join(timeout=1.0)
+        # not the leaser: it may sit in a long-poll whose answer no longer matters (nothing is
+        # leased to a draining worker, and leases for a connection that hung up go back)
+        for t in self._threads:
+            if t.name != "corral-leaser":
+                t.join(1.0)
 
     def drain(self) -> None:
         """No new leases; running jobs finish; then the agent stops."""
@@ -166,6 +170,8 @@ class Agent:
                     return
                 continue
             except Exception as exc:
+                if self._draining:
+                    return  # leaving anyway (the link may be closed under us): not an error
                 log.error("leasing failed: %s", exc)
                 self.error = str(exc)
                 if self._offline_too_long(str(exc)):
