@@ -197,7 +197,7 @@ def test_log_limit_truncates_but_drains_everything() -> None:
     assert result.outcome == "passed"
     assert result.truncated
     assert result.output_bytes == total
-    assert elapsed < 5
+    assert elapsed < 20  # a deadlock would never end; a busy machine is only slower
     last = rec.chunks[-1]
     assert last.stream == "stderr"
     assert last.data == (
@@ -331,7 +331,7 @@ def test_timeout_kills_whole_group_including_grandchild() -> None:
     assert result.outcome == "timed_out"
     assert result.exit_code == -15
     assert result.reason == "timed out after 0.5s (SIGTERM)"
-    assert 0.5 <= elapsed < 3
+    assert 0.5 <= elapsed < 8
     grandchild = int(rec.text("stdout"))
     assert wait_dead(grandchild)
 
@@ -364,7 +364,7 @@ def test_sigterm_ignoring_child_gets_sigkill_after_grace() -> None:
     assert result.outcome == "timed_out"
     assert result.exit_code == -9
     assert result.reason == "timed out after 0.3s (SIGTERM, then SIGKILL after 0.5s grace)"
-    assert 0.8 <= elapsed < 3
+    assert 0.8 <= elapsed < 8
 
 
 def test_cancel_from_another_thread() -> None:
@@ -378,7 +378,7 @@ def test_cancel_from_another_thread() -> None:
     assert result.outcome == "canceled"
     assert result.reason == "user asked"
     assert result.exit_code == -15
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 8
     assert rec.text("stdout") == "started\n"
 
 
@@ -388,7 +388,7 @@ def test_cancel_respects_grace_then_kills() -> None:
     t0 = time.monotonic()
     result = ex.run()
     assert (result.outcome, result.reason, result.exit_code) == ("canceled", "canceled", -9)
-    assert 0.6 <= time.monotonic() - t0 < 3
+    assert 0.6 <= time.monotonic() - t0 < 8
 
 
 def test_kill_is_immediate() -> None:
@@ -397,7 +397,7 @@ def test_kill_is_immediate() -> None:
     t0 = time.monotonic()
     result = ex.run()
     assert (result.outcome, result.reason, result.exit_code) == ("canceled", "shutdown", -9)
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 8
 
 
 def test_kill_escalates_a_pending_cancel() -> None:
@@ -407,7 +407,7 @@ def test_kill_escalates_a_pending_cancel() -> None:
     t0 = time.monotonic()
     result = ex.run()
     assert (result.outcome, result.reason, result.exit_code) == ("canceled", "first", -9)
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 8
 
 
 def test_cancel_before_run_never_starts(tmp_path: Path) -> None:
@@ -434,7 +434,7 @@ def test_background_child_holding_stdout_does_not_hang() -> None:
     t0 = time.monotonic()
     result, rec = run(ExecSpec(command="sleep 100 & echo $!; echo done"))
     assert result.outcome == "passed"
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 8
     pid_line, done = rec.text("stdout").splitlines()
     assert done == "done"
     assert wait_dead(int(pid_line))
@@ -465,7 +465,7 @@ def test_escaped_grandchild_holding_stdout_does_not_hang() -> None:
         assert alive(int(pid_line))  # it really escaped, so the test means something
         assert result.outcome == "passed"
         assert done == "done"
-        assert elapsed < 3
+        assert elapsed < 8
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid_line), 9)

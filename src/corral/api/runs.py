@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from corral import events
-from corral.api.deps import call, coordinator, json_body, principal
+from corral.api.deps import answer, call, coordinator, json_body, principal
 from corral.api.schemas import (
     RerunBody,
     attempt_json,
@@ -26,12 +26,12 @@ Who = Annotated[Principal, Depends(principal)]
 
 
 @router.post("/runs", status_code=201)
-async def submit(request: Request, who: Who, project: str | None = None) -> dict[str, Any]:
+async def submit(request: Request, who: Who, project: str | None = None) -> Response:
     """Submit a run (JSON run spec); it is durable when this answers 201."""
     body = await json_body(request)
     spec = parse(body)
     run = await call(request, coordinator(request).submit, who, spec, project)
-    return run_json(run)
+    return answer(run_json(run), 201)
 
 
 @router.get("/runs")
@@ -43,19 +43,19 @@ def list_runs(
     name: str | None = None,
     before: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, Any]:
+) -> Response:
     runs = coordinator(request).runs(
         who, project=project, state=state, name=name, before=before, limit=limit
     )
-    return {"runs": [run_json(r) for r in runs]}
+    return answer({"runs": [run_json(r) for r in runs]})
 
 
 @router.get("/runs/{ref}")
-def get_run(request: Request, who: Who, ref: str) -> dict[str, Any]:
+def get_run(request: Request, who: Who, ref: str) -> Response:
     run, views = coordinator(request).jobs(who, ref)
     out = run_json(run)
     out["jobs"] = [job_json(v.job, v.waiting) for v in views]
-    return out
+    return answer(out)
 
 
 @router.get("/runs/{ref}/wait")
@@ -64,20 +64,20 @@ async def wait_run(
     who: Who,
     ref: str,
     timeout: Annotated[float, Query(ge=0, le=300)] = 25.0,
-) -> dict[str, Any]:
+) -> Response:
     """Answer when the run has ended, or when `timeout` seconds have passed (long-poll)."""
     coord = coordinator(request)
     deadline = time.monotonic() + timeout
     run = await call(request, coord.run, who, ref)
     topic = events.run_topic(run.id)
     if run.state.ended:
-        return run_json(run)
+        return answer(run_json(run))
     while True:
         version = coord.hub.version(topic)
         state = await call(request, coord.store.runs.state, run.id)
         left = deadline - time.monotonic()
         if state.ended or left <= 0:
-            return run_json(await call(request, coord.store.runs.get, run.id))
+            return answer(run_json(await call(request, coord.store.runs.get, run.id)))
         await coord.hub.wait_async(topic, version, left)
 
 
@@ -95,9 +95,9 @@ async def rerun(request: Request, who: Who, ref: str) -> dict[str, Any]:
 
 
 @router.get("/runs/{ref}/jobs/{label}")
-def get_job(request: Request, who: Who, ref: str, label: str) -> dict[str, Any]:
+def get_job(request: Request, who: Who, ref: str, label: str) -> Response:
     _, view = coordinator(request).job(who, ref, label)
-    return view_json(view)
+    return answer(view_json(view))
 
 
 @router.post("/runs/{ref}/jobs/{label}/cancel")

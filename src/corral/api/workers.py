@@ -6,10 +6,10 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from corral import events
-from corral.api.deps import call, coordinator, principal
+from corral.api.deps import answer, call, coordinator, principal
 from corral.api.schemas import (
     DrainBody,
     Finished,
@@ -45,7 +45,7 @@ def join(request: Request, who: Who, body: JoinBody) -> dict[str, Any]:
 
 
 @router.post("/workers/lease")
-async def lease(request: Request, who: Who, body: LeaseBody) -> dict[str, Any]:
+async def lease(request: Request, who: Who, body: LeaseBody) -> Response:
     """Up to `max` leases; waits up to `wait` seconds for work when there is none."""
     coord = coordinator(request)
     worker_id = who.require_worker()
@@ -60,10 +60,10 @@ async def lease(request: Request, who: Who, body: LeaseBody) -> dict[str, Any]:
             if leases and gone is not None and gone.done():
                 pairs = [(x.attempt_id, x.token) for x in leases]
                 await call(request, coord.release, worker_id, pairs, "the worker hung up")
-                return {"leases": []}
+                return answer({"leases": []})
             left = deadline - time.monotonic()
             if leases or left <= 0:
-                return {"leases": [lease_json(x) for x in leases]}
+                return answer({"leases": [lease_json(x) for x in leases]})
             if gone is None:
                 gone = asyncio.ensure_future(_hung_up(request))
             woke = asyncio.ensure_future(
@@ -72,7 +72,7 @@ async def lease(request: Request, who: Who, body: LeaseBody) -> dict[str, Any]:
             await asyncio.wait({gone, woke}, return_when=asyncio.FIRST_COMPLETED)
             if gone.done():
                 woke.cancel()
-                return {"leases": []}
+                return answer({"leases": []})
     finally:
         if gone is not None:
             gone.cancel()
@@ -111,13 +111,13 @@ def _report(coord: Coordinator, worker_id: int, body: ReportBody) -> dict[str, A
 
 
 @router.post("/workers/report")
-async def report(request: Request, who: Who, body: ReportBody) -> dict[str, Any]:
+async def report(request: Request, who: Who, body: ReportBody) -> Response:
     """Everything a worker has to say in one request: starts, heartbeats, logs, ends, releases.
 
     Items whose lease is not current are listed in `lost` (the worker stops those jobs);
     nothing of theirs is recorded.
     """
-    return await call(request, _report, coordinator(request), who.require_worker(), body)
+    return answer(await call(request, _report, coordinator(request), who.require_worker(), body))
 
 
 @router.post("/workers/drain")
