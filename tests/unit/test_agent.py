@@ -1,0 +1,169 @@
+"""The worker agent against an in-memory link: leasing, reporting, losing leases, stopping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from corral.domain.models import Lease
+from corral.worker.agent import Agent, AgentOptions
+from corral.worker.link import Answer, Batch
+
+
+class FakeLink:
+    """Hands out prepared leases and records every report."""
+
+    worker_name = "fake"
+    lease_ttl = 3.0
+
+    def __init__(self) -> None:
+        self.queue: deque[Lease] = deque()
+        self.asked: list[int] = []
+        self.batches: list[Batch] = []
+        self.lost: set[int] = set()
+        self.drained = False
+        self.lock = threading.Lock()
+
+    def add(self, attempt: int, command: str, timeout: float | None = None) -> None:
+        self.queue.append(
+            Lease(
+                attempt_id=attempt,
+                token=f"t{attempt}",
+                job_id=attempt,
+                run_id=1,
+                run_name="r",
+                job_name=f"j{attempt}",
+                instance="",
+                number=1,
+                payload={"kind": "command", "command": command},
+                timeout=timeout,
+                ttl=self.lease_ttl,
+            )
+        )
+
+    def lease(self, max_jobs: int, wait: float) -> list[Lease]:
+        with self.lock:
+            self.asked.append(max_jobs)
+            out = [self.queue.popleft() for _ in range(min(max_jobs, len(self.queue)))]
+        if not out:
+            time.sleep(min(wait, 0.02))
+        return out
+
+    def report(self, batch: Batch, reason: str = "") -> Answer:
+        with self.lock:
+            self.batches.append(batch)
+            return Answer(sorted(self.lost), False)
+
+    def drain(self) -> None:
+        self.drained = True
+
+    def close(self) -> None:
+        pass
+
+    def finished(self) -> dict[int, tuple[str, int | None]]:
+        with self.lock:
+            return {
+                o.attempt_id: (o.outcome, o.exit_code) for b in self.batches for o in b.finished
+            }
+
+    def released(self) -> set[int]:
+        with self.lock:
+            return {a for b in self.batches for a, _ in b.released}
+
+    def logs(self, attempt: int) -> str:
+        with self.lock:
+            return "".join(c.data for b in self.batches for c in b.logs if c.attempt_id == attempt)
+
+
+def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def agent_with(link: FakeLink, slots: int = 2) -> Agent:
+    agent = Agent(link, AgentOptions(slots=slots, grace=0.2, long_poll=0.05))
+    agent.start()
+    return agent
+
+
+def test_runs_leased_jobs_and_reports_their_ends_and_output() -> None:
+    link = FakeLink()
+    link.add(1, "echo hello")
+    link.add(2, "exit 3")
+    agent = agent_with(link)
+    try:
+        until(lambda: len(link.finished()) == 2)
+        assert link.finished() == {1: ("passed", 0), 2: ("failed", 3)}
+        until(lambda: link.logs(1) == "hello\n")
+    finally:
+        agent.stop()
+
+
+def test_job_env_names_the_run_job_and_worker() -> None:
+    link = FakeLink()
+    link.add(7, 'echo "$CORRAL_RUN_NAME/$CORRAL_JOB@$CORRAL_WORKER"')
+    agent = agent_with(link)
+    try:
+        until(lambda: 7 in link.finished())
+        until(lambda: link.logs(7) == "r/j7@fake\n")
+    finally:
+        agent.stop()
+
+
+def test_a_lease_the_coordinator_calls_lost_is_killed() -> None:
+    link = FakeLink()
+    link.add(1, "sleep 30")
+    agent = agent_with(link, slots=1)
+    try:
+        until(lambda: agent.busy == 1)
+        started = time.monotonic()
+        link.lost.add(1)  # canceled or expired: the next report's answer says so
+        until(lambda: 1 in link.finished(), timeout=15)
+        assert time.monotonic() - started < 12  # killed, not run to its end
+        assert link.finished()[1][0] == "failed"
+    finally:
+        agent.stop()
+
+
+def test_stop_kills_running_jobs_and_releases_their_leases() -> None:
+    link = FakeLink()
+    link.add(1, "sleep 30")
+    agent = agent_with(link, slots=1)
+    until(lambda: agent.busy == 1)
+    agent.stop("test over")
+    assert agent.wait_stopped(10)
+    assert 1 in link.released()
+    assert 1 not in link.finished()
+
+
+def test_drain_takes_no_new_jobs_and_lets_running_ones_finish() -> None:
+    link = FakeLink()
+    link.add(1, "sleep 0.5; echo done")
+    agent = agent_with(link, slots=1)
+    until(lambda: agent.busy == 1)
+    agent.drain()
+    link.add(2, "echo never")
+    assert agent.wait_stopped(10)
+    assert link.drained
+    assert link.finished() == {1: ("passed", 0)}
+    assert 2 not in link.finished() and link.queue  # job 2 was never leased
+
+
+def test_extra_leases_only_while_jobs_are_short() -> None:
+    link = FakeLink()
+    for i in range(1, 41):
+        link.add(i, "true")
+    agent = agent_with(link, slots=2)
+    try:
+        until(lambda: len(link.finished()) == 40)
+        # after a few short jobs the agent asks for more than its slots at once
+        assert max(link.asked) > 2
+    finally:
+        agent.stop()
+    slow = Agent(FakeLink(), AgentOptions(slots=2))
+    slow._durations.extend([1.0] * 10)  # long jobs: holding extra leases would starve others
+    assert slow._prefetch() == 0
