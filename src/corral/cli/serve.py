@@ -161,6 +161,7 @@ def worker_cmd(
             slots,
             kinds,
             retry_for=offline or 60.0,
+            call_retry=min(5.0, offline / 4) if offline else 5.0,
         )
     except CorralError as exc:
         error(f"cannot join {server}: {exc.message}")

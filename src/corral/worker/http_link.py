@@ -22,10 +22,14 @@ class HttpLink:
         allow: Sequence[str],
         *,
         retry_for: float = 60.0,
+        call_retry: float = 5.0,
     ) -> None:
         self.http = http
         self.join_token = http.token
         self.retry_for = retry_for
+        # how long one call retries before the agent hears the coordinator is away (and
+        # starts counting towards --max-offline)
+        self.call_retry = call_retry
         self._identity = {"name": name, "labels": labels, "slots": slots, "allow": list(allow)}
         self.worker_name = name
         self.lease_ttl = 30.0
@@ -43,13 +47,17 @@ class HttpLink:
 
     def _call(self, path: str, body: dict[str, Any], timeout: float | None = None) -> Any:
         try:
-            return self.http.request("POST", path, json=body, timeout=timeout, retry_for=5.0)
+            return self.http.request(
+                "POST", path, json=body, timeout=timeout, retry_for=self.call_retry
+            )
         except Unreachable as exc:
             raise CoordinatorAway(str(exc)) from exc
         except Unauthorized:
             # our credential is gone (revoked, or a fresh store): join again with the join token
             self._join()
-            return self.http.request("POST", path, json=body, timeout=timeout, retry_for=5.0)
+            return self.http.request(
+                "POST", path, json=body, timeout=timeout, retry_for=self.call_retry
+            )
 
     def lease(self, max_jobs: int, wait: float) -> list[Lease]:
         answer = self._call(
