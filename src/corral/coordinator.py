@@ -10,15 +10,25 @@ from dataclasses import dataclass
 from corral import events
 from corral.auth import Principal
 from corral.domain.labels import LabelError, check_labels
-from corral.domain.models import Attempt, Job, Lease, LogChunk, Project, Run, Token, Worker
+from corral.domain.models import (
+    Attempt,
+    Job,
+    Lease,
+    LogChunk,
+    Project,
+    Report,
+    Run,
+    Token,
+    Upload,
+    Worker,
+)
 from corral.domain.runspec import KINDS, NAME_RE, RunSpec
 from corral.domain.states import JobState
 from corral.errors import Forbidden, InvalidInput, InvalidRunSpec, LeaseLost, NotFound, Unauthorized
 from corral.events import Hub
 from corral.scheduler.placement import expand, why_waiting
 from corral.store import Store
-from corral.store.leases import Ended, Report
-from corral.store.logs import Upload
+from corral.store.leases import Ended
 
 WORKER_NAME_RE = NAME_RE
 # How long a token or project read from the store is trusted without reading it again; a

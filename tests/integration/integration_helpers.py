@@ -6,10 +6,9 @@ from typing import Any
 
 from corral.auth import Principal
 from corral.coordinator import Coordinator
-from corral.domain.models import Lease, Worker
+from corral.domain.models import Lease, Report, Worker
 from corral.domain.runspec import RunSpec, parse
 from corral.store import Store
-from corral.store.leases import Report
 
 
 def spec(jobs: dict[str, dict[str, Any]], **run: Any) -> RunSpec:

@@ -10,11 +10,10 @@ from sqlalchemy import func, select
 
 from corral.auth import Principal
 from corral.coordinator import Coordinator
-from corral.domain.models import Lease, Worker
+from corral.domain.models import Lease, Report, Upload, Worker
 from corral.domain.states import JobState, RunState
 from corral.errors import LeaseLost
-from corral.store.leases import Ended, Report, backoff
-from corral.store.logs import Upload
+from corral.store.leases import Ended, backoff
 from corral.store.tables import attempts, log_chunks
 
 TTL = 0.3

@@ -24,9 +24,8 @@ from corral.api.schemas import (
 )
 from corral.auth import Principal
 from corral.coordinator import Coordinator
+from corral.domain.models import Report, Upload
 from corral.errors import InvalidInput, LeaseLost
-from corral.store.leases import Report
-from corral.store.logs import Upload
 
 router = APIRouter(prefix="/api/v1")
 Who = Annotated[Principal, Depends(principal)]

@@ -132,6 +132,31 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class Report:
+    """What a worker says when an attempt ends (the store records it once)."""
+
+    attempt_id: int
+    token: str
+    outcome: str  # passed | failed | timed_out
+    exit_code: int | None
+    reason: str
+    started_at: float | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A piece of an attempt's output as a worker sends it; `seq` makes a resend harmless."""
+
+    attempt_id: int
+    token: str
+    seq: int
+    stream: str  # stdout | stderr | corral
+    ts: float
+    data: str
+
+
+@dataclass(frozen=True)
 class LogChunk:
     seq: int
     stream: str  # stdout | stderr | corral (messages of corral itself)

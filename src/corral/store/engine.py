@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -108,11 +109,21 @@ def _sqlite_setup(engine: Engine) -> None:
         # let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own is deferred only)
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        # Switching a new file to WAL takes an exclusive lock and does not wait on the busy
+        # handler: when two processes open a fresh store at once, one must try again.
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         # WAL commits are durable only with FULL
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -10,12 +10,12 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, insert, not_, or_, select, update
 
-from corral.domain.models import Lease
+from corral.domain.models import Lease, Report
 from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
 from corral.store.engine import Database
@@ -32,19 +32,6 @@ from corral.store.tables import (
 
 ACTIVE = ("leased", "running")
 _OUTCOME_EVENTS = {"passed": Event.PASS, "failed": Event.FAIL, "timed_out": Event.TIME_OUT}
-
-
-@dataclass(frozen=True)
-class Report:
-    """What a worker says when an attempt ends."""
-
-    attempt_id: int
-    token: str
-    outcome: str  # passed | failed | timed_out
-    exit_code: int | None
-    reason: str
-    started_at: float | None = None
-    resources: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 
-from corral.domain.models import LogChunk
+from corral.domain.models import LogChunk, Upload
 from corral.store.engine import Database, insert_ignoring_duplicates
 from corral.store.leases import ACTIVE
 from corral.store.tables import attempts, log_chunks
 
 STREAMS = ("stdout", "stderr", "corral")
-
-
-@dataclass(frozen=True)
-class Upload:
-    attempt_id: int
-    token: str
-    seq: int
-    stream: str
-    ts: float
-    data: str
 
 
 class Logs:

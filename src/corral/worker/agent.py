@@ -15,10 +15,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from corral.domain.models import Lease
+from corral.domain.models import Lease, Report, Upload
 from corral.worker.executor import Chunk as ExecChunk
 from corral.worker.executor import ExecSpec, Execution
-from corral.worker.link import Batch, Chunk, Link, Outcome
+from corral.worker.link import Batch, Link
 
 log = logging.getLogger("corral.worker")
 
@@ -227,7 +227,7 @@ class Agent:
             spec = self._exec_spec(lease)
         except ValueError as exc:
             self._finished(
-                slot, Outcome(lease.attempt_id, lease.token, "failed", None, str(exc), time.time())
+                slot, Report(lease.attempt_id, lease.token, "failed", None, str(exc), time.time())
             )
             return
         execution = Execution(spec, lambda c: self._output(slot, c))
@@ -247,7 +247,7 @@ class Agent:
         outcome = result.outcome if result.outcome != "canceled" else "failed"
         self._finished(
             slot,
-            Outcome(
+            Report(
                 lease.attempt_id,
                 lease.token,
                 outcome,
@@ -291,7 +291,7 @@ class Agent:
                 self._lock.wait(1.0)
             self._pending_log_bytes += len(chunk.data)
             self._pending.logs.append(
-                Chunk(
+                Upload(
                     slot.lease.attempt_id,
                     slot.lease.token,
                     slot.seq,
@@ -302,7 +302,7 @@ class Agent:
             )
             slot.seq += 1
 
-    def _finished(self, slot: Slot, outcome: Outcome) -> None:
+    def _finished(self, slot: Slot, outcome: Report) -> None:
         with self._lock:
             self._durations.append(time.time() - slot.started_at)
             self._pending.finished.append(outcome)

@@ -6,30 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from corral.domain.models import Lease
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An attempt's end, as the worker reports it."""
-
-    attempt_id: int
-    token: str
-    outcome: str  # passed | failed | timed_out
-    exit_code: int | None
-    reason: str
-    started_at: float
-    resources: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Chunk:
-    attempt_id: int
-    token: str
-    seq: int
-    stream: str
-    ts: float
-    data: str
+from corral.domain.models import Lease, Report, Upload
 
 
 @dataclass
@@ -38,8 +15,8 @@ class Batch:
 
     started: list[tuple[int, str, float]] = field(default_factory=list)
     heartbeats: list[tuple[int, str]] = field(default_factory=list)
-    logs: list[Chunk] = field(default_factory=list)
-    finished: list[Outcome] = field(default_factory=list)
+    logs: list[Upload] = field(default_factory=list)
+    finished: list[Report] = field(default_factory=list)
     released: list[tuple[int, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -92,34 +69,17 @@ class LocalLink:
 
     def report(self, batch: Batch, reason: str = "") -> Answer:
         from corral.errors import LeaseLost
-        from corral.store.leases import Report
-        from corral.store.logs import Upload
 
         coord, wid = self.coord, self.worker_id
         lost: set[int] = set()
         if batch.started:
             lost |= set(coord.start(wid, batch.started))
         if batch.logs:
-            uploads = [
-                Upload(c.attempt_id, c.token, c.seq, c.stream, c.ts, c.data) for c in batch.logs
-            ]
-            lost |= set(coord.append_log(wid, uploads))
+            lost |= set(coord.append_log(wid, batch.logs))
         if batch.heartbeats:
             lost |= set(coord.heartbeat(wid, batch.heartbeats))
         if batch.finished:
-            reports = [
-                Report(
-                    o.attempt_id,
-                    o.token,
-                    o.outcome,
-                    o.exit_code,
-                    o.reason,
-                    o.started_at,
-                    o.resources,
-                )
-                for o in batch.finished
-            ]
-            for o, result in zip(batch.finished, coord.finish(wid, reports), strict=True):
+            for o, result in zip(batch.finished, coord.finish(wid, batch.finished), strict=True):
                 if isinstance(result, LeaseLost):
                     lost.add(o.attempt_id)
         if batch.released:
