@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from corral.domain.models import Token
-from corral.errors import Forbidden, Unauthorized
+from corral.errors import Forbidden, NotFound, Unauthorized
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Principal:
         ids = self.visible_projects()
         if ids is not None and project_id not in ids:
             # the same answer as for a run that does not exist: nothing leaks across projects
-            raise _hidden()
+            raise NotFound("not found")
 
     def require_submit(self, project_id: int) -> None:
         self.require_read(project_id)
@@ -59,12 +59,6 @@ class Principal:
     def require_join(self) -> None:
         if self.kind not in ("join", "admin"):
             raise Forbidden(f"joining needs a join token, not a {self.kind} token")
-
-
-def _hidden() -> Exception:
-    from corral.errors import NotFound
-
-    return NotFound("not found")
 
 
 def bearer(header: str | None) -> str:

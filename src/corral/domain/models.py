@@ -39,9 +39,9 @@ class Run:
 
     @property
     def duration(self) -> float | None:
-        if self.started_at is None:
+        if self.started_at is None or self.ended_at is None:
             return None
-        return (self.ended_at or self.created_at) - self.started_at if self.ended_at else None
+        return self.ended_at - self.started_at
 
 
 @dataclass(frozen=True)
