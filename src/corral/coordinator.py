@@ -342,6 +342,36 @@ class Coordinator:
         self._announce([r for r in results if isinstance(r, Ended)])
         return results
 
+    def report(
+        self,
+        worker_id: int,
+        *,
+        started: Sequence[tuple[int, str, float]] = (),
+        logs: Sequence[Upload] = (),
+        heartbeats: Sequence[tuple[int, str]] = (),
+        finished: Sequence[Report] = (),
+        released: Sequence[tuple[int, str]] = (),
+        reason: str = "released by the worker",
+    ) -> tuple[list[int], list[Ended | LeaseLost]]:
+        """Everything a worker has to say, in the order that keeps it right: starts, then logs
+        (before the ends they belong to), heartbeats, ends, releases. An empty report still
+        tells that the worker is alive. Returns the attempts it no longer holds, and the ends.
+        """
+        lost: set[int] = set()
+        if started:
+            lost |= set(self.start(worker_id, started))
+        if logs:
+            lost |= set(self.append_log(worker_id, logs))
+        if heartbeats or not (started or logs or finished or released):
+            lost |= set(self.heartbeat(worker_id, heartbeats))
+        results = self.finish(worker_id, finished) if finished else []
+        lost |= {
+            r.attempt_id for r, x in zip(finished, results, strict=True) if isinstance(x, LeaseLost)
+        }
+        if released:
+            self.release(worker_id, released, reason)
+        return sorted(lost), results
+
     def release(self, worker_id: int, items: Sequence[tuple[int, str]], reason: str) -> list[int]:
         requeued = self.store.leases.release(items, reason)
         self.hub.notify(events.QUEUE, *(events.attempt_topic(a) for a, _ in items))

@@ -87,26 +87,23 @@ async def _hung_up(request: Request) -> None:
 
 
 def _report(coord: Coordinator, worker_id: int, body: ReportBody) -> dict[str, Any]:
-    lost: set[int] = set()
-    if body.started:
-        lost |= set(coord.start(worker_id, [(s.attempt, s.token, s.at) for s in body.started]))
-    if body.logs:
-        lost |= set(coord.append_log(worker_id, [_upload(c) for c in body.logs]))
-    if body.heartbeats or not (body.started or body.logs or body.finished or body.released):
-        lost |= set(coord.heartbeat(worker_id, [(h.attempt, h.token) for h in body.heartbeats]))
-    finished: list[dict[str, Any]] = []
-    if body.finished:
-        results = coord.finish(worker_id, [_finish(f) for f in body.finished])
-        for item, result in zip(body.finished, results, strict=True):
-            if isinstance(result, LeaseLost):
-                lost.add(item.attempt)
-                finished.append({"attempt": item.attempt, "ok": False, "error": result.message})
-            else:
-                finished.append({"attempt": item.attempt, "ok": True, "state": result.state.value})
-    if body.released:
-        coord.release(worker_id, [(r.attempt, r.token) for r in body.released], body.reason)
+    lost, results = coord.report(
+        worker_id,
+        started=[(s.attempt, s.token, s.at) for s in body.started],
+        logs=[_upload(c) for c in body.logs],
+        heartbeats=[(h.attempt, h.token) for h in body.heartbeats],
+        finished=[_finish(f) for f in body.finished],
+        released=[(r.attempt, r.token) for r in body.released],
+        reason=body.reason,
+    )
+    finished = [
+        {"attempt": item.attempt, "ok": False, "error": result.message}
+        if isinstance(result, LeaseLost)
+        else {"attempt": item.attempt, "ok": True, "state": result.state.value}
+        for item, result in zip(body.finished, results, strict=True)
+    ]
     worker = coord.worker(worker_id)
-    return {"lost": sorted(lost), "finished": finished, "draining": worker.draining}
+    return {"lost": lost, "finished": finished, "draining": worker.draining}
 
 
 @router.post("/workers/report")

@@ -37,12 +37,6 @@ class Run:
     ended_at: float | None
     counts: Mapping[str, int] = field(default_factory=dict)  # job state → number of jobs
 
-    @property
-    def duration(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
-
 
 @dataclass(frozen=True)
 class Job:
@@ -71,12 +65,6 @@ class Job:
     def label(self) -> str:
         """How people see it: `build`, or `deploy[web1]` for a fanout copy."""
         return f"{self.name}[{self.instance}]" if self.instance else self.name
-
-    @property
-    def duration(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
 
 
 @dataclass(frozen=True)

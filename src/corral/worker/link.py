@@ -68,23 +68,16 @@ class LocalLink:
         return self.coord.lease_wait(self.worker_id, max_jobs, wait)
 
     def report(self, batch: Batch, reason: str = "") -> Answer:
-        from corral.errors import LeaseLost
-
-        coord, wid = self.coord, self.worker_id
-        lost: set[int] = set()
-        if batch.started:
-            lost |= set(coord.start(wid, batch.started))
-        if batch.logs:
-            lost |= set(coord.append_log(wid, batch.logs))
-        if batch.heartbeats:
-            lost |= set(coord.heartbeat(wid, batch.heartbeats))
-        if batch.finished:
-            for o, result in zip(batch.finished, coord.finish(wid, batch.finished), strict=True):
-                if isinstance(result, LeaseLost):
-                    lost.add(o.attempt_id)
-        if batch.released:
-            coord.release(wid, batch.released, reason or "released by the worker")
-        return Answer(sorted(lost), False)
+        lost, _ = self.coord.report(
+            self.worker_id,
+            started=batch.started,
+            logs=batch.logs,
+            heartbeats=batch.heartbeats,
+            finished=batch.finished,
+            released=batch.released,
+            reason=reason or "released by the worker",
+        )
+        return Answer(lost, False)
 
     def drain(self) -> None:
         self.coord.drain(None, self.worker_id, True)
