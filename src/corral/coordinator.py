@@ -3,6 +3,7 @@ all call these, so rules about who may do what and what wakes whom live here onl
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ WORKER_NAME_RE = NAME_RE
 # How long a token or project read from the store is trusted without reading it again; a
 # revocation through another coordinator takes effect within this time.
 CACHE_SECONDS = 2.0
+# A worker whose lease came back short is not asked again until the queue moves, or this long
+# has passed (a retry's back-off ends, or another coordinator's wake-up went astray).
+RECHECK_EMPTY = 1.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Coordinator:
         self.default_project = store.projects.ensure_default()
         self._projects: dict[str, tuple[float, Project]] = {}
         self._principals: dict[str, tuple[float, Principal]] = {}
+        self._found_empty: dict[int, tuple[int, float]] = {}  # worker -> (queue version, when)
+        self._retry_due = math.inf  # when the next retry known here ends its back-off
 
     # -- identity ------------------------------------------------------------------------
 
@@ -233,7 +239,11 @@ class Coordinator:
         if label is not None:
             job_ids = [self.store.runs.job(run.id, label).id]
         stopped = self.store.runs.cancel(run.id, job_ids, by=who.name)
-        self.hub.notify(events.run_topic(run.id), *(events.attempt_topic(a) for a in stopped))
+        self.hub.notify(
+            events.run_topic(run.id),
+            events.run_end_topic(run.id),
+            *(events.attempt_topic(a) for a in stopped),
+        )
         return self.store.runs.get(run.id)
 
     def rerun(self, who: Principal, ref: str, failed_only: bool) -> Run:
@@ -305,7 +315,21 @@ class Coordinator:
         """Leases for up to `max_jobs` jobs now (no waiting; callers wait on the QUEUE topic)."""
         if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or not 0 <= max_jobs <= 1000:
             raise InvalidInput("expected a whole number from 0 to 1000", "max")
+        if time.time() >= self._retry_due:
+            # a retry's back-off is over: it is leasable now, though nothing was committed
+            self._retry_due = math.inf
+            self.hub.notify(events.QUEUE)
+        now = time.monotonic()
+        version = self.hub.version(events.QUEUE)
+        empty = self._found_empty.get(worker_id)
+        if empty is not None and empty[0] == version and now - empty[1] < RECHECK_EMPTY:
+            # nothing made jobs leasable since this worker last came back short: don't ask
+            return []
         leases = self.store.leases.lease(worker_id, max_jobs, self.lease_ttl)
+        if len(leases) < max_jobs:
+            self._found_empty[worker_id] = (version, now)
+        else:
+            self._found_empty.pop(worker_id, None)
         if leases:
             self.hub.notify(*{events.run_topic(x.run_id) for x in leases})
         return leases
@@ -319,8 +343,13 @@ class Coordinator:
             left = deadline - time.monotonic()
             if leases or left <= 0:
                 return leases
-            # in slices: work submitted through another coordinator wakes nobody here
-            self.hub.wait(events.QUEUE, version, min(left, 5.0))
+            self.hub.wait(events.QUEUE, version, self.queue_wait(left))
+
+    def queue_wait(self, left: float) -> float:
+        """How long a lease long-poll may sleep on the queue topic before asking again."""
+        # in slices: work submitted through another coordinator wakes nobody here; and no
+        # later than the next retry's back-off ends
+        return max(0.0, min(left, 5.0, self._retry_due - time.time()))
 
     def start(self, worker_id: int, items: Sequence[tuple[int, str, float]]) -> list[int]:
         lost = self.store.leases.start(items)
@@ -386,7 +415,11 @@ class Coordinator:
     def _announce(self, ended: Sequence[Ended]) -> None:
         if not ended:
             return
+        due = [e.not_before for e in ended if e.not_before > 0]
+        if due:
+            self._retry_due = min(self._retry_due, *due)
         topics = {events.run_topic(e.run_id) for e in ended}
+        topics |= {events.run_end_topic(e.run_id) for e in ended if e.run_ended}
         topics |= {events.attempt_topic(e.attempt_id) for e in ended}
         if any(e.queued or e.state is JobState.QUEUED for e in ended):
             topics.add(events.QUEUE)

@@ -18,6 +18,11 @@ def run_topic(run_id: int) -> str:
     return f"run:{run_id}"
 
 
+def run_end_topic(run_id: int) -> str:
+    """Told only when a run may have ended: waiters for the end sleep through its progress."""
+    return f"run-end:{run_id}"
+
+
 def attempt_topic(attempt_id: int) -> str:
     return f"attempt:{attempt_id}"
 

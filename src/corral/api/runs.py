@@ -68,17 +68,26 @@ async def wait_run(
     """Answer when the run has ended, or when `timeout` seconds have passed (long-poll)."""
     coord = coordinator(request)
     deadline = time.monotonic() + timeout
+    # the version is read before the state it guards: an end in between is never missed
+    topic = events.run_end_topic(int(ref)) if ref.isdigit() else ""
+    version = coord.hub.version(topic) if topic else 0
     run = await call(request, coord.run, who, ref)
-    topic = events.run_topic(run.id)
-    if run.state.ended:
-        return answer(run_json(run))
-    while True:
+    state, fresh = run.state, True
+    if not topic:
+        topic = events.run_end_topic(run.id)
         version = coord.hub.version(topic)
-        state = await call(request, coord.store.runs.state, run.id)
+        state, fresh = await call(request, coord.store.runs.state, run.id), False
+    while True:
         left = deadline - time.monotonic()
         if state.ended or left <= 0:
-            return answer(run_json(await call(request, coord.store.runs.get, run.id)))
-        await coord.hub.wait_async(topic, version, left)
+            if not fresh:
+                run = await call(request, coord.store.runs.get, run.id)
+            return answer(run_json(run))
+        # in slices: an end recorded by another coordinator may wake nobody here
+        await coord.hub.wait_async(topic, version, min(left, 5.0))
+        version = coord.hub.version(topic)
+        state, fresh = await call(request, coord.store.runs.state, run.id), False
+
 
 
 @router.post("/runs/{ref}/cancel")

@@ -66,7 +66,7 @@ async def lease(request: Request, who: Who, body: LeaseBody) -> Response:
             if gone is None:
                 gone = asyncio.ensure_future(_hung_up(request))
             woke = asyncio.ensure_future(
-                coord.hub.wait_async(events.QUEUE, version, min(left, 5.0))
+                coord.hub.wait_async(events.QUEUE, version, coord.queue_wait(left))
             )
             await asyncio.wait({gone, woke}, return_when=asyncio.FIRST_COMPLETED)
             if gone.done():

@@ -10,7 +10,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, insert, not_, or_, select, update
@@ -19,7 +19,7 @@ from corral.domain.models import Lease, Report
 from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
 from corral.store.engine import Database
-from corral.store.progress import mark_started, move, settle
+from corral.store.progress import Settled, mark_started, move, settle
 from corral.store.tables import (
     ACTIVE_STATES,
     QUEUED,
@@ -43,11 +43,33 @@ class Ended:
     run_id: int
     state: JobState
     queued: tuple[int, ...] = ()  # jobs this one made ready (or a retry of itself)
+    run_ended: bool = False  # this end was the run's last
+    not_before: float = 0.0  # a retry waiting out its back-off: leasable from then (store clock)
 
 
 def backoff(tries: int, base: float) -> float:
     """Seconds before retry number `tries`: doubling from `base`, at most 5 minutes."""
     return float(min(base * 2 ** max(tries - 1, 0), 300.0))
+
+
+def _with_settled(
+    out: Sequence[Ended | LeaseLost], settled: Mapping[int, Settled]
+) -> list[Ended | LeaseLost]:
+    """Ends annotated with what settling their runs did: jobs made ready (told once per run,
+    on its first end) and whether the run ended."""
+    told: set[int] = set()
+    result: list[Ended | LeaseLost] = []
+    for item in out:
+        s = settled.get(item.run_id) if isinstance(item, Ended) else None
+        if not isinstance(item, Ended) or s is None:
+            result.append(item)
+            continue
+        queued = item.queued
+        if s.queued and item.run_id not in told:
+            told.add(item.run_id)
+            queued = (*queued, *s.queued)
+        result.append(replace(item, queued=queued, run_ended=s.ended))
+    return result
 
 
 class Leases:
@@ -384,28 +406,21 @@ class Leases:
                 if new.ended and job.needed:
                     unblock[job.run_id].add(job.name)
                 queued = (job.id,) if new is JobState.QUEUED else ()
-                seen[rep.attempt_id] = Ended(rep.attempt_id, job.id, job.run_id, new, queued)
+                seen[rep.attempt_id] = Ended(
+                    rep.attempt_id, job.id, job.run_id, new, queued, not_before=not_before
+                )
                 out.append(seen[rep.attempt_id])
             if job_updates:
                 # rows were locked (PostgreSQL) or the store is ours alone (SQLite): no guard misses
                 conn.execute(self._end_job, job_updates)
                 conn.execute(self._end_attempt, attempt_updates)
-            more: dict[int, list[int]] = {}
-            for run_id, changes in sorted(by_run.items()):
-                more[run_id] = settle(
+            settled = {
+                run_id: settle(
                     conn, self.db, run_id, changes, unblock_names=unblock.get(run_id, set())
                 )
-        if any(more.values()):
-            for i, item in enumerate(out):
-                if isinstance(item, Ended) and more.get(item.run_id):
-                    out[i] = Ended(
-                        item.attempt_id,
-                        item.job_id,
-                        item.run_id,
-                        item.state,
-                        (*item.queued, *more.pop(item.run_id)),
-                    )
-        return out
+                for run_id, changes in sorted(by_run.items())
+            }
+        return _with_settled(out, settled)
 
     def release(self, items: Sequence[tuple[int, str]], reason: str) -> list[int]:
         """A worker gives leases back unfinished (forced drain): the jobs go back to the queue."""
@@ -479,9 +494,12 @@ class Leases:
                     continue
                 by_run[job.run_id].append((job.name, state, new))
                 out.append(Ended(aid, job.id, job.run_id, new))
-            for run_id, changes in sorted(by_run.items()):
-                settle(conn, self.db, run_id, changes)
-        return out
+            settled = {
+                run_id: settle(conn, self.db, run_id, changes)
+                for run_id, changes in sorted(by_run.items())
+            }
+        ended = _with_settled(out, settled)
+        return [e for e in ended if isinstance(e, Ended)]
 
     def active(self, worker_id: int) -> list[tuple[int, str]]:
         """The (attempt, token) pairs a worker holds now."""

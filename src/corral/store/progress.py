@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
@@ -41,6 +41,11 @@ def move(
     return target
 
 
+class Settled(NamedTuple):
+    queued: list[int]  # jobs newly queued
+    ended: bool  # the run has ended with these changes (its waiters may stop waiting)
+
+
 def settle(
     conn: Connection,
     db: Database,
@@ -48,13 +53,12 @@ def settle(
     changes: Sequence[tuple[str, JobState, JobState]],
     recheck: Iterable[str] = (),
     unblock_names: set[str] | None = None,
-) -> list[int]:
+) -> Settled:
     """Follow up job changes in one run: unblock or skip dependents, count ends, end the run.
 
     `changes` holds (job name, old state, new state); `recheck` names ended jobs whose
     dependents should be looked at again (after a rerun); `unblock_names`, when given, limits
     the look at dependents to those names (the caller knows which ended jobs are needed).
-    Returns ids of jobs newly queued.
     """
     ended_names: set[str] = set(recheck)
     delta = 0
@@ -77,9 +81,9 @@ def settle(
             conn.execute(
                 update(runs).where(runs.c.id == run_id).values(state="running", ended_at=None)
             )
-        return queued
+        return Settled(queued, False)
     _end_run(conn, db, run_id, row.state)
-    return queued
+    return Settled(queued, True)
 
 
 def _unblock(conn: Connection, db: Database, run_id: int, ended: set[str]) -> tuple[list[int], int]:
@@ -187,4 +191,4 @@ def mark_started(conn: Connection, db: Database, run_ids: Iterable[int]) -> None
         conn.execute(_STARTED, {"ids": ids, "now": db.now(conn)})
 
 
-__all__ = ["ENDED", "job_counts", "mark_started", "move", "settle"]
+__all__ = ["ENDED", "Settled", "job_counts", "mark_started", "move", "settle"]
