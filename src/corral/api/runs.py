@@ -89,7 +89,6 @@ async def wait_run(
         state, fresh = await call(request, coord.store.runs.state, run.id), False
 
 
-
 @router.post("/runs/{ref}/cancel")
 def cancel_run(request: Request, who: Who, ref: str) -> dict[str, Any]:
     return run_json(coordinator(request).cancel(who, ref))

@@ -119,6 +119,7 @@ class Leases:
             select(jobs.c.id).where(jobs.c.state == QUEUED, jobs.c.not_before <= now).limit(1)
         )
         self._touched: dict[int, float] = {}  # when each worker's last_seen was last written
+        self._idle: set[int] = set()  # workers whose last lease found nothing to do
         self._insert_attempts = insert(attempts).returning(
             attempts.c.id, sort_by_parameter_order=True
         )
@@ -187,8 +188,9 @@ class Leases:
         """Hand up to `max_jobs` queued jobs that match the worker to it, in one transaction."""
         if max_jobs <= 0:
             return []
-        if time.monotonic() - self._touched.get(worker_id, 0.0) < 1.0:
+        if worker_id in self._idle and time.monotonic() - self._touched.get(worker_id, 0.0) < 1.0:
             # an idle worker asks often: answer "nothing" from a read, without the write lock
+            # (a write each second keeps its last_seen)
             with self.db.read() as conn:
                 if conn.execute(self._any_ready).first() is None:
                     return []
@@ -212,7 +214,9 @@ class Leases:
             if now - worker.last_seen > 1.0 or picked:
                 conn.execute(self._seen, {"wid": worker_id})
             if not picked:
+                self._idle.add(worker_id)
                 return []
+            self._idle.discard(worker_id)
             tokens = [secrets.token_hex(16) for _ in picked]
             attempt_ids = (
                 conn.execute(
