@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -176,6 +178,7 @@ attempts = Table(
     Column("reason", Text, nullable=False, default=""),
     Column("resources", JSON, nullable=False),
     Column("log_bytes", Integer, nullable=False, default=0),
+    Column("result", JSON, nullable=True),  # a task's return value
     Index(None, "job_id", "number"),
     Index(
         "ix_attempts_active",
@@ -201,4 +204,36 @@ log_chunks = Table(
     Column("ts", Float, nullable=False),
     Column("data", Text, nullable=False),
     UniqueConstraint("attempt_id", "seq"),
+)
+
+# Objects are blobs named by their sha256; the bytes live in the object backend, not here.
+objects = Table(
+    "objects",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Knowing a hash grants nothing: a project reads an object only once it uploaded it or one of
+# its jobs produced it.
+object_grants = Table(
+    "object_grants",
+    metadata,
+    Column("sha256", String(64), ForeignKey("objects.sha256"), nullable=False),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("sha256", "project_id"),
+)
+
+# What an attempt produced: declared output files, and stdout when the job asks for it.
+attempt_outputs = Table(
+    "attempt_outputs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("attempt_id", Integer, ForeignKey("attempts.id"), nullable=False),
+    Column("name", String(1024), nullable=False),  # a relative path, or "stdout"
+    Column("sha256", String(64), ForeignKey("objects.sha256"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    UniqueConstraint("attempt_id", "name"),
 )
