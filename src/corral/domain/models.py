@@ -16,6 +16,7 @@ class Project:
     allow_command: bool
     allow_task: bool
     allow_code: bool
+    allow_network: bool = False  # for sandboxed code that asks for a network
 
     def allows(self, kind: str) -> bool:
         return {"command": self.allow_command, "task": self.allow_task, "code": self.allow_code}[

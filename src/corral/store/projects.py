@@ -15,16 +15,19 @@ class Projects:
         self.db = db
 
     def ensure_default(self) -> Project:
-        """`default` exists from the start and allows every kind of job."""
+        """`default` exists from the start and allows every kind of job (and a network for
+        sandboxed code that asks for one): the laptop case, one user, no setup."""
         try:
             return self.get("default")
         except NotFound:
             try:
-                return self.create("default", command=True, task=True, code=True)
+                return self.create("default", command=True, task=True, code=True, network=True)
             except Conflict:  # another coordinator made it first
                 return self.get("default")
 
-    def create(self, name: str, *, command: bool, task: bool, code: bool) -> Project:
+    def create(
+        self, name: str, *, command: bool, task: bool, code: bool, network: bool = False
+    ) -> Project:
         with self.db.write() as conn:
             if conn.execute(select(projects.c.id).where(projects.c.name == name)).first():
                 raise Conflict(f"project {name!r} exists already")
@@ -34,6 +37,7 @@ class Projects:
                     allow_command=command,
                     allow_task=task,
                     allow_code=code,
+                    allow_network=network,
                     created_at=self.db.now(conn),
                 )
             )
@@ -65,4 +69,5 @@ def _project(row: object) -> Project:
         allow_command=bool(row.allow_command),  # type: ignore[attr-defined]
         allow_task=bool(row.allow_task),  # type: ignore[attr-defined]
         allow_code=bool(row.allow_code),  # type: ignore[attr-defined]
+        allow_network=bool(row.allow_network),  # type: ignore[attr-defined]
     )

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     literal_column,
 )
 from sqlalchemy.sql.elements import ColumnClause
@@ -48,6 +49,8 @@ projects = Table(
     Column("allow_command", Boolean, nullable=False),
     Column("allow_task", Boolean, nullable=False),
     Column("allow_code", Boolean, nullable=False),
+    # sandboxed code gets a network only when its job asks and its project allows it
+    Column("allow_network", Boolean, nullable=False, server_default=false()),
     Column("created_at", Float, nullable=False),
 )
 

@@ -1,4 +1,4 @@
-"""objects, their grants to projects, attempt outputs, and task results
+"""objects, their grants to projects, attempt outputs, task results, network policy
 
 Revision ID: 0002
 Revises: 0001
@@ -54,9 +54,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("attempts") as batch:
         batch.add_column(sa.Column("result", sa.JSON(), nullable=True))
+    with op.batch_alter_table("projects") as batch:
+        batch.add_column(
+            sa.Column("allow_network", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("projects") as batch:
+        batch.drop_column("allow_network")
     with op.batch_alter_table("attempts") as batch:
         batch.drop_column("result")
     op.drop_table("attempt_outputs")
