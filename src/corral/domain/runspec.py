@@ -8,6 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.domain.dataflow import (
+    STDOUTS,
+    Input,
+    Producer,
+    check_references,
+    parse_inputs,
+    parse_outputs,
+)
 from corral.domain.durations import parse_duration
 from corral.domain.labels import LabelError, check_labels
 from corral.errors import InvalidRunSpec
@@ -37,6 +45,9 @@ _JOB_KEYS = {
     "when",
     "timeout",
     "retries",
+    "inputs",
+    "outputs",
+    "stdout",
 }
 
 
@@ -56,6 +67,9 @@ class JobSpec:
     when: str = "success"
     timeout: float | None = None
     retries: int = 0
+    inputs: tuple[Input, ...] = ()
+    outputs: tuple[str, ...] = ()
+    stdout: str = "log"  # or "object": stdout is also kept as an object others may take
 
     def payload(self) -> dict[str, Any]:
         """What a worker needs to run the job (stored with the job, sent with its lease)."""
@@ -71,6 +85,12 @@ class JobSpec:
             out["code"] = self.code
         if self.env:
             out["env"] = dict(self.env)
+        if self.inputs:
+            out["inputs"] = [i.to_json() for i in self.inputs]
+        if self.outputs:
+            out["outputs"] = list(self.outputs)
+        if self.stdout != "log":
+            out["stdout"] = self.stdout
         return out
 
 
@@ -114,6 +134,12 @@ class RunSpec:
                 d["timeout"] = j.timeout
             if j.retries:
                 d["retries"] = j.retries
+            if j.inputs:
+                d["inputs"] = {i.name: i.ref() for i in j.inputs}
+            if j.outputs:
+                d["outputs"] = list(j.outputs)
+            if j.stdout != "log":
+                d["stdout"] = j.stdout
             jobs[j.name] = d
         out: dict[str, Any] = {"name": self.name, "schedule": self.schedule, "jobs": jobs}
         if self.project:
@@ -182,6 +208,11 @@ def parse(data: object) -> RunSpec:
             if job is not None:
                 jobs.append(job)
 
+    if not p.items:
+        producers = {j.name: Producer(j.outputs, j.stdout, j.fanout == "one") for j in jobs}
+        for j in jobs:
+            for path, message in check_references(j.name, j.inputs, producers):
+                p.add(path, message)
     if not p.items:
         from corral.scheduler.graph import check_graph  # the graph rules live in scheduler/
 
@@ -286,6 +317,14 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
     else:
         needs = tuple(dict.fromkeys(needs_raw))
 
+    inputs = parse_inputs(raw.get("inputs", {}), p.add, f"{at}.inputs")
+    # a job waits for the jobs whose outputs it takes, as if it named them in `needs`
+    needs = tuple(dict.fromkeys([*needs, *(i.job for i in inputs if i.job and i.job != name)]))
+    outputs = parse_outputs(raw.get("outputs", []), p.add, f"{at}.outputs")
+    stdout = raw.get("stdout", "log")
+    if stdout not in STDOUTS:
+        p.add(f"{at}.stdout", f"expected one of {', '.join(STDOUTS)}, got {stdout!r}")
+
     timeout: float | None = None
     if "timeout" in raw:
         try:
@@ -314,6 +353,9 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         when=str(when),
         timeout=timeout,
         retries=retries,
+        inputs=inputs,
+        outputs=outputs,
+        stdout=str(stdout),
     )
 
 
