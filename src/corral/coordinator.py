@@ -150,6 +150,16 @@ class Coordinator:
                     for j in code_jobs
                 ]
             )
+        dataflow = [j for j in spec.jobs if j.inputs or j.outputs or j.stdout != "log"]
+        if dataflow:
+            # the spec language has them; workers do not place inputs or keep outputs yet, and
+            # a job that silently ran without its inputs would be worse than a clear refusal
+            raise InvalidRunSpec(
+                [
+                    (f"jobs.{j.name}", 'inputs, outputs and stdout = "object" are not served yet')
+                    for j in dataflow
+                ]
+            )
         needs_workers = any(j.fanout == "each" for j in spec.jobs)
         workers = self.store.workers.list() if needs_workers else []
         placements = expand(spec, workers)
