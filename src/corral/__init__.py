@@ -13,6 +13,7 @@ from corral.errors import (
     NotFound,
     Unauthorized,
 )
+from corral.handles import RunHandle
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidRunSpec",
     "LeaseLost",
     "NotFound",
+    "RunHandle",
     "Unauthorized",
     "__version__",
 ]

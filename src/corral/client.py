@@ -25,6 +25,7 @@ from corral.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from corral.handles import RunHandle
 
 _BY_STATUS: dict[int, type[CorralError]] = {
     401: Unauthorized,
@@ -198,12 +199,19 @@ class Client:
             params["project"] = self.project
         return params
 
-    def submit(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Submit a run spec (the JSON form); returns the run as stored."""
+    def submit(self, spec: Mapping[str, Any] | str | Path) -> RunHandle:
+        """Submit a run: its spec as a dict (the JSON form) or the path of a TOML file.
+
+        Returns the run as stored, as a RunHandle: read it like a dict, or `.wait()` for it.
+        """
+        if isinstance(spec, (str, Path)):
+            from corral.domain.runspec import parse_toml
+
+            spec = parse_toml(Path(spec).read_text(encoding="utf-8")).to_dict()
         result: dict[str, Any] = self.http.request(
             "POST", "/api/v1/runs", json=dict(spec), params=self._params()
         )
-        return result
+        return RunHandle(self, result)
 
     def run(self, ref: str | int) -> dict[str, Any]:
         """A run with its jobs."""
