@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ class JobSpec:
     when: str = "success"
     timeout: float | None = None
     retries: int = 0
+    # which of `on` and `retries` the spec set itself (a task's defaults fill in the others)
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
     def payload(self) -> dict[str, Any]:
         """What a worker needs to run the job (stored with the job, sent with its lease)."""
@@ -102,7 +105,7 @@ class RunSpec:
                 d["code"] = j.code
             if j.env:
                 d["env"] = dict(j.env)
-            if j.selector:
+            if j.selector or "on" in j.given:
                 d["on"] = dict(j.selector)
             if j.fanout != "one":
                 d["fanout"] = j.fanout
@@ -112,7 +115,7 @@ class RunSpec:
                 d["when"] = j.when
             if j.timeout is not None:
                 d["timeout"] = j.timeout
-            if j.retries:
+            if j.retries or "retries" in j.given:
                 d["retries"] = j.retries
             jobs[j.name] = d
         out: dict[str, Any] = {"name": self.name, "schedule": self.schedule, "jobs": jobs}
@@ -239,6 +242,8 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         a = raw.get("args", {})
         if not isinstance(a, Mapping) or not all(isinstance(k, str) for k in a):
             p.add(f"{at}.args", f"expected a table of arguments, not {_kind(a)}")
+        elif not _is_json(a):
+            p.add(f"{at}.args", "expected JSON values (strings, numbers, booleans, lists, tables)")
         else:
             args = dict(a)
     else:
@@ -314,7 +319,16 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         when=str(when),
         timeout=timeout,
         retries=retries,
+        given=frozenset(k for k in ("on", "retries") if k in raw),
     )
+
+
+def _is_json(value: object) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _kind(value: object) -> str:
