@@ -141,7 +141,6 @@ class TaskPool:
         self._closed = False
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        env["PYTHONUNBUFFERED"] = "1"  # prints reach the job's log as they happen
         env.update(options.env)
         self._env = env
 

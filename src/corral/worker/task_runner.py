@@ -103,6 +103,9 @@ def main(argv: list[str]) -> int:
     requests = os.fdopen(int(argv[1]), "rb")
     replies = os.fdopen(int(argv[2]), "wb")
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    for stream in (sys.stdout, sys.stderr):
+        # whole lines reach the job's log as they are printed (not a block at the end)
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     runner = Runner()
     for line in requests:
         reply = runner.call(json.loads(line))
