@@ -247,7 +247,7 @@ def test_the_local_worker_runs_tasks_end_to_end(
         assert a.job.state.value == "passed" and a.attempts[-1].result == {"words": 3}
         assert b.job.state.value == "failed"
         assert "unexpected keyword argument 'txt'" in b.job.reason
-        _, _, att, chunks = tcoord.log(tadmin, str(run.id), "a", None, -1, 100)
+        _, _, _, chunks = tcoord.log(tadmin, str(run.id), "a", None, -1, 100)
         assert [(c.stream, c.data) for c in chunks] == [("stdout", "counting\n")]
         _, _, _, chunks = tcoord.log(tadmin, str(run.id), "b", None, -1, 100)
         assert any(c.stream == "stderr" and "TypeError: wordcount()" in c.data for c in chunks)

@@ -84,8 +84,6 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
     if settings.tasks:
         names = [t.name for t in server.registry.tasks()]
         out.print(f"{len(names)} tasks: {', '.join(names[:20])}{' …' if len(names) > 20 else ''}")
-        for problem in server.registry.problems():
-            error(f"task files: {problem}")
     uvicorn.run(
         server.app,
         host=settings.host,
@@ -136,6 +134,11 @@ def _safe(url: str) -> str:
 @click.option(
     "--grace", default="5s", help="Between TERM and KILL when a job times out or is canceled."
 )
+@click.option(
+    "--task-cache",
+    default="",
+    help="Where task sources are kept by hash [default: $CORRAL_HOME/task-sources].",
+)
 def worker_cmd(
     server: str,
     token: str,
@@ -147,6 +150,7 @@ def worker_cmd(
     workdir: str,
     max_offline: str,
     grace: str,
+    task_cache: str,
 ) -> None:
     """Run jobs for a coordinator: pull leases, run them, report back.
 
@@ -183,7 +187,14 @@ def worker_cmd(
         error(f"cannot join {server}: {exc.message}")
         sys.exit(EXIT_ERROR)
     agent = Agent(
-        link, AgentOptions(slots=slots, workdir=workdir, max_offline=offline, grace=grace_s)
+        link,
+        AgentOptions(
+            slots=slots,
+            workdir=workdir,
+            max_offline=offline,
+            grace=grace_s,
+            task_cache=task_cache,
+        ),
     )
     handler = on_signal(agent, lambda m: out.print(f"[yellow]{m}[/]"))
     signal.signal(signal.SIGTERM, handler)
