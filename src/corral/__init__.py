@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from corral.client import Client
+from typing import TYPE_CHECKING, Any
+
 from corral.errors import (
     Conflict,
     CorralError,
@@ -13,7 +14,11 @@ from corral.errors import (
     NotFound,
     Unauthorized,
 )
-from corral.handles import RunHandle
+from corral.handles import RunHandle  # light: the client loads only when it is used
+from corral.registry import task
+
+if TYPE_CHECKING:
+    from corral.client import Client
 
 __version__ = "0.1.0"
 
@@ -29,4 +34,15 @@ __all__ = [
     "RunHandle",
     "Unauthorized",
     "__version__",
+    "task",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the client (and httpx under it) loads on first use: task files `import corral` in every
+    # task process of a worker, and need only the decorator
+    if name == "Client":
+        from corral.client import Client
+
+        return Client
+    raise AttributeError(f"module 'corral' has no attribute {name!r}")

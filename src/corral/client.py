@@ -243,6 +243,10 @@ class Client:
         result: dict[str, Any] = self.http.request("GET", f"/api/v1/runs/{ref}/jobs/{label}")
         return result
 
+    def result(self, ref: str | int, label: str) -> Any:
+        """A task job's return value (from its latest attempt); None until it has one."""
+        return self.job(ref, label).get("result")
+
     def log(
         self,
         ref: str | int,

@@ -41,6 +41,7 @@ class Settings:
     tls_key: str = ""
     demo: bool = False
     log_level: str = "info"
+    tasks: tuple[str, ...] = ()  # directories of task files (`@corral.task`)
 
     @property
     def db_url(self) -> str:
@@ -81,7 +82,7 @@ def load(
             data = {}
         for key, value in data.items():
             name = key.replace("-", "_")
-            if name in ("hosts", "roles", "secrets", "tasks"):
+            if name in ("hosts", "roles", "secrets"):
                 continue  # sections read by the parts they belong to
             if name not in known:
                 problems.append(f"{path}: unknown setting {key!r}")
@@ -110,6 +111,9 @@ def load(
         value = getattr(settings, name)
         if value and not Path(value).is_file():
             problems.append(f"{name.replace('_', '-')}: no such file {value}")
+    for d in settings.tasks:
+        if not Path(d).expanduser().is_dir():
+            problems.append(f"tasks: no such directory {d}")
     if problems:
         raise ConfigError(problems)
     return settings

@@ -4,9 +4,10 @@ all call these, so rules about who may do what and what wakes whom live here onl
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from corral import events
 from corral.auth import Principal
@@ -27,6 +28,7 @@ from corral.domain.runspec import KINDS, NAME_RE, RunSpec
 from corral.domain.states import JobState
 from corral.errors import Forbidden, InvalidInput, InvalidRunSpec, LeaseLost, NotFound, Unauthorized
 from corral.events import Hub
+from corral.registry import Registry
 from corral.scheduler.placement import expand, why_waiting
 from corral.store import Store
 from corral.store.leases import Ended
@@ -38,6 +40,7 @@ CACHE_SECONDS = 2.0
 # A worker whose lease came back short is not asked again until the queue moves, or this long
 # has passed (a retry's back-off ends, or another coordinator's wake-up went astray).
 RECHECK_EMPTY = 1.0
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,11 @@ class Coordinator:
         *,
         lease_ttl: float = 30.0,
         offline_after: float = 60.0,
+        registry: Registry | None = None,
     ) -> None:
         self.store = store
         self.hub = hub or Hub()
+        self.registry = registry or Registry()
         self.lease_ttl = lease_ttl
         self.offline_after = offline_after
         self.default_project = store.projects.ensure_default()
@@ -136,12 +141,7 @@ class Coordinator:
         refused = sorted({j.kind for j in spec.jobs if not proj.allows(j.kind)})
         if refused:
             raise Forbidden(f"project {proj.name!r} does not allow {' or '.join(refused)} jobs")
-        unknown_tasks = [j for j in spec.jobs if j.kind == "task"]
-        if unknown_tasks:
-            # the task registry holds no tasks yet: every name is unknown
-            raise InvalidRunSpec(
-                [(f"jobs.{j.name}.task", f"unknown task {j.task!r}") for j in unknown_tasks]
-            )
+        spec = self._with_task_defaults(spec)
         code_jobs = [j for j in spec.jobs if j.kind == "code"]
         if code_jobs:
             raise InvalidRunSpec(
@@ -166,6 +166,34 @@ class Coordinator:
         run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
         self.hub.notify(events.QUEUE, events.run_topic(run.id))
         return run
+
+    def _with_task_defaults(self, spec: RunSpec) -> RunSpec:
+        """Check every task job's name against the registry; fill in the task's defaults."""
+        task_jobs = [j for j in spec.jobs if j.kind == "task"]
+        if not task_jobs:
+            return spec
+        found = self.registry.lookup_all({str(j.task) for j in task_jobs})
+        unknown = [j for j in task_jobs if j.task not in found]
+        if unknown:
+            hint = ""
+            if self.registry.problems():
+                hint = f" (task files with problems: {'; '.join(self.registry.problems())[:500]})"
+            raise InvalidRunSpec(
+                [(f"jobs.{j.name}.task", f"unknown task {j.task!r}{hint}") for j in unknown]
+            )
+        jobs = tuple(found[str(j.task)].apply(j) if j.kind == "task" else j for j in spec.jobs)
+        return replace(spec, jobs=jobs)
+
+    def task_source(self, who: Principal, sha256: str) -> bytes:
+        """A task file's source by content hash, for workers (and admins)."""
+        if who.kind != "worker":
+            who.require_admin()
+        if not SHA256_RE.match(sha256):
+            raise InvalidInput("expected 64 lowercase hex digits", "sha256")
+        source = self.registry.source(sha256)
+        if source is None:
+            raise NotFound(f"no task source with sha256 {sha256}")
+        return source
 
     def _project(self, name: str) -> Project:
         """Projects change rarely: a short cache spares every submit a read."""
@@ -336,6 +364,8 @@ class Coordinator:
             # nothing made jobs leasable since this worker last came back short: don't ask
             return []
         leases = self.store.leases.lease(worker_id, max_jobs, self.lease_ttl)
+        if any(x.payload.get("kind") == "task" for x in leases):
+            leases = self._locate_tasks(leases)
         if len(leases) < max_jobs:
             self._found_empty[worker_id] = (version, now)
         else:
@@ -343,6 +373,20 @@ class Coordinator:
         if leases:
             self.hub.notify(*{events.run_topic(x.run_id) for x in leases})
         return leases
+
+    def _locate_tasks(self, leases: list[Lease]) -> list[Lease]:
+        """Add where a task's code is to its lease: resolved now, not at submit, so that the
+        store holds only task names and arguments (a stolen database names no code), and a
+        retry or rerun runs the task file as it is now."""
+        names = {str(x.payload.get("task")) for x in leases if x.payload.get("kind") == "task"}
+        found = self.registry.lookup_all(names)
+        out = []
+        for x in leases:
+            t = found.get(str(x.payload.get("task"))) if x.payload.get("kind") == "task" else None
+            if t is not None:
+                x = replace(x, payload={**x.payload, **t.lease_fields()})
+            out.append(x)  # a task gone from the server: the worker fails the job saying so
+        return out
 
     def lease_wait(self, worker_id: int, max_jobs: int, wait: float) -> list[Lease]:
         """Blocking long-poll for threads (the local worker)."""

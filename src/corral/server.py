@@ -18,6 +18,7 @@ from corral.config import Settings
 from corral.coordinator import Coordinator
 from corral.domain.labels import parse_labels
 from corral.domain.runspec import parse_toml
+from corral.registry import Registry
 from corral.store import Store
 from corral.store.wakeups import PgWakeups
 from corral.sweeper import sweep_forever
@@ -53,8 +54,12 @@ class Server:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db_url, retry_backoff=settings.retry_backoff)
+        self.registry = Registry([Path(d).expanduser().absolute() for d in settings.tasks])
         self.coordinator = Coordinator(
-            self.store, lease_ttl=settings.lease_ttl, offline_after=settings.offline_after
+            self.store,
+            lease_ttl=settings.lease_ttl,
+            offline_after=settings.offline_after,
+            registry=self.registry,
         )
         self.new_admin_token = ensure_admin_token(self.store, settings.token_file)
         self.wakeups: PgWakeups | None = None
@@ -72,12 +77,17 @@ class Server:
         labels = {"local": "true", "platform": os.uname().sysname.lower()}
         labels.update(parse_labels(s.local_labels))
         name = f"{default_name()}-local"
-        link = LocalLink(self.coordinator, name, labels, s.slots, ["command"])
+        link = LocalLink(self.coordinator, name, labels, s.slots, ["command", "task"])
         workdir = s.home / "work"
         workdir.mkdir(parents=True, exist_ok=True)
         self.agent = Agent(
             link,
-            AgentOptions(slots=s.slots, workdir=str(workdir), long_poll=s.long_poll),
+            AgentOptions(
+                slots=s.slots,
+                workdir=str(workdir),
+                long_poll=s.long_poll,
+                task_cache=str(s.home / "task-sources"),
+            ),
         )
         self.agent.start()
 

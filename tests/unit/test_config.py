@@ -81,8 +81,21 @@ def test_coercions(home: Path) -> None:
 
 
 def test_sections_of_other_parts_are_left_alone(home: Path) -> None:
-    write(home, '[hosts.web1]\nssh = "deploy@web1"\nroles = ["app"]\n[tasks]\ndir = "t"\n')
+    write(home, '[hosts.web1]\nssh = "deploy@web1"\nroles = ["app"]\n[secrets]\nk = "v"\n')
     assert load({}, env=env_for(home)).port == 8765
+
+
+def test_task_directories_from_file_env_and_flags(home: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    write(home, f'tasks = ["{a}"]\n')
+    assert load({}, env=env_for(home)).tasks == (str(a),)
+    assert load({}, env=env_for(home, CORRAL_TASKS=f"{a},{b}")).tasks == (str(a), str(b))
+    assert load({"tasks": (str(b),)}, env=env_for(home)).tasks == (str(b),)
+    assert problems_of({"tasks": (str(tmp_path / "nope"),)}, env=env_for(home)) == [
+        f"tasks: no such directory {tmp_path / 'nope'}"
+    ]
 
 
 def test_every_problem_at_once_with_where_it_came_from(home: Path) -> None:

@@ -49,6 +49,7 @@ class Finished(Held):
     reason: str = Field(default="", max_length=4096)
     started_at: float | None = None
     resources: dict[str, float] = Field(default_factory=dict)
+    result: Any = None  # a task's return value
 
 
 class ReportBody(Strict):
@@ -119,6 +120,8 @@ def job_json(job: Job, waiting: str = "") -> dict[str, Any]:
 def view_json(view: JobView) -> dict[str, Any]:
     out = job_json(view.job, view.waiting)
     out["attempt_list"] = [attempt_json(a) for a in view.attempts]
+    # the job's result is its latest attempt's (a task's return value; None otherwise)
+    out["result"] = view.attempts[-1].result if view.attempts else None
     return out
 
 
@@ -135,6 +138,7 @@ def attempt_json(a: Attempt) -> dict[str, Any]:
         "reason": a.reason,
         "resources": dict(a.resources),
         "log_bytes": a.log_bytes,
+        "result": a.result,
     }
 
 

@@ -189,7 +189,14 @@ def _upload(c: LogItem) -> Upload:
 
 def _finish(f: Finished) -> Report:
     return Report(
-        f.attempt, f.token, f.outcome, f.exit_code, f.reason, f.started_at, dict(f.resources)
+        f.attempt,
+        f.token,
+        f.outcome,
+        f.exit_code,
+        f.reason,
+        f.started_at,
+        dict(f.resources),
+        f.result,
     )
 
 

@@ -22,7 +22,11 @@ def _exit_for(run: dict[str, Any]) -> int:
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True})
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, required=False, type=click.UNPROCESSED)
+@click.option("--task", default=None, help="Run this registered task instead of a command.")
+@click.option(
+    "--args", "task_args", default=None, help="The task's arguments as JSON: '{\"n\": 3}'."
+)
 @click.option("--on", "selector", multiple=True, help="Labels the worker needs, k=v (repeatable).")
 @click.option("--name", default=None, help="Run name [default: the command's first word].")
 @click.option("--timeout", default=None, help='Wall-clock limit, like "20m".')
@@ -33,6 +37,8 @@ def _exit_for(run: dict[str, Any]) -> int:
 @handle_errors
 def run_cmd(
     command: tuple[str, ...],
+    task: str | None,
+    task_args: str | None,
     selector: tuple[str, ...],
     name: str | None,
     timeout: str | None,
@@ -46,11 +52,14 @@ def run_cmd(
     \b
     corral run -- make test
     corral run --on platform=linux -- ./build.sh --release
+    corral run --task wordcount --args '{"text": "a b c"}'   (prints the task's result)
     """
     argv = list(command)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    job: dict[str, Any] = {"command": argv[0] if len(argv) == 1 else argv}
+    job = _task_job(task, task_args, argv)
+    if job is None:
+        job = {"command": argv[0] if len(argv) == 1 else argv}
     try:
         if selector:
             job["on"] = parse_labels(selector)
@@ -70,7 +79,7 @@ def run_cmd(
                 sys.exit(EXIT_ERROR)
             env[key] = value
         job["env"] = env
-    run_name = name or Path(argv[0].split()[0]).name[:60] or "run"
+    run_name = name or task or Path(argv[0].split()[0]).name[:60] or "run"
     client = make_client(**conn)
     run = client.submit({"name": _safe_name(run_name), "jobs": {"job": job}})
     if detach:
@@ -84,9 +93,34 @@ def run_cmd(
             f"corral: job {job_view['state']}: {job_view['reason'] or final['state']}", err=True
         )
     code = job_view.get("exit_code")
+    if task and final["state"] == "passed":
+        click.echo(json.dumps(job_view.get("result")))
     if final["state"] == "passed":
         sys.exit(0)
     sys.exit(code if isinstance(code, int) and 0 < code < 256 else EXIT_FAILED)
+
+
+def _task_job(task: str | None, raw_args: str | None, argv: list[str]) -> dict[str, Any] | None:
+    """The job for `--task` (None for a command); exits on a usage error."""
+    if task is None:
+        if raw_args is not None:
+            error("--args goes with --task")
+            sys.exit(EXIT_ERROR)
+        if not argv:
+            error("give a command (corral run -- CMD) or --task NAME")
+            sys.exit(EXIT_ERROR)
+        return None
+    if argv:
+        error("give a command or --task, not both")
+        sys.exit(EXIT_ERROR)
+    job: dict[str, Any] = {"task": task}
+    if raw_args is not None:
+        try:
+            job["args"] = json.loads(raw_args)
+        except json.JSONDecodeError as exc:
+            error(f"--args: not JSON: {exc}")
+            sys.exit(EXIT_ERROR)
+    return job
 
 
 def _safe_name(name: str) -> str:

@@ -41,6 +41,13 @@ from corral.errors import CorralError
 )
 @click.option("--tls-cert", default=None, type=click.Path(dir_okay=False))
 @click.option("--tls-key", default=None, type=click.Path(dir_okay=False))
+@click.option(
+    "--tasks",
+    "tasks",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A directory of task files with @corral.task functions (repeatable).",
+)
 @click.option("--demo", is_flag=True, default=None, help="Submit an example run at start.")
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve_cmd(config_file: str | None, **flags: Any) -> None:
@@ -53,6 +60,10 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
         flags["local_labels"] = tuple(flags["local_labels"])
     else:
         flags.pop("local_labels")
+    if flags.get("tasks"):
+        flags["tasks"] = tuple(flags["tasks"])
+    else:
+        flags.pop("tasks")
     try:
         settings = load(flags, config_file)
         server = Server(settings)
@@ -70,6 +81,9 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
     )
     if server.new_admin_token:
         out.print(f"admin token written to {settings.token_file} (mode 0600)")
+    if settings.tasks:
+        names = [t.name for t in server.registry.tasks()]
+        out.print(f"{len(names)} tasks: {', '.join(names[:20])}{' …' if len(names) > 20 else ''}")
     uvicorn.run(
         server.app,
         host=settings.host,
@@ -120,6 +134,11 @@ def _safe(url: str) -> str:
 @click.option(
     "--grace", default="5s", help="Between TERM and KILL when a job times out or is canceled."
 )
+@click.option(
+    "--task-cache",
+    default="",
+    help="Where task sources are kept by hash [default: $CORRAL_HOME/task-sources].",
+)
 def worker_cmd(
     server: str,
     token: str,
@@ -131,6 +150,7 @@ def worker_cmd(
     workdir: str,
     max_offline: str,
     grace: str,
+    task_cache: str,
 ) -> None:
     """Run jobs for a coordinator: pull leases, run them, report back.
 
@@ -167,7 +187,14 @@ def worker_cmd(
         error(f"cannot join {server}: {exc.message}")
         sys.exit(EXIT_ERROR)
     agent = Agent(
-        link, AgentOptions(slots=slots, workdir=workdir, max_offline=offline, grace=grace_s)
+        link,
+        AgentOptions(
+            slots=slots,
+            workdir=workdir,
+            max_offline=offline,
+            grace=grace_s,
+            task_cache=task_cache,
+        ),
     )
     handler = on_signal(agent, lambda m: out.print(f"[yellow]{m}[/]"))
     signal.signal(signal.SIGTERM, handler)

@@ -82,6 +82,7 @@ class Attempt:
     reason: str
     resources: Mapping[str, float]
     log_bytes: int
+    result: Any = None  # a task's return value (JSON)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class Report:
     reason: str
     started_at: float | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
+    result: Any = None  # a task's return value (JSON); None for other kinds
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -70,6 +71,8 @@ class JobSpec:
     inputs: tuple[Input, ...] = ()
     outputs: tuple[str, ...] = ()
     stdout: str = "log"  # or "object": stdout is also kept as an object others may take
+    # which of `on` and `retries` the spec set itself (a task's defaults fill in the others)
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
     def payload(self) -> dict[str, Any]:
         """What a worker needs to run the job (stored with the job, sent with its lease)."""
@@ -122,7 +125,7 @@ class RunSpec:
                 d["code"] = j.code
             if j.env:
                 d["env"] = dict(j.env)
-            if j.selector:
+            if j.selector or "on" in j.given:
                 d["on"] = dict(j.selector)
             if j.fanout != "one":
                 d["fanout"] = j.fanout
@@ -132,7 +135,7 @@ class RunSpec:
                 d["when"] = j.when
             if j.timeout is not None:
                 d["timeout"] = j.timeout
-            if j.retries:
+            if j.retries or "retries" in j.given:
                 d["retries"] = j.retries
             if j.inputs:
                 d["inputs"] = {i.name: i.ref() for i in j.inputs}
@@ -270,6 +273,8 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         a = raw.get("args", {})
         if not isinstance(a, Mapping) or not all(isinstance(k, str) for k in a):
             p.add(f"{at}.args", f"expected a table of arguments, not {_kind(a)}")
+        elif not _is_json(a):
+            p.add(f"{at}.args", "expected JSON values (strings, numbers, booleans, lists, tables)")
         else:
             args = dict(a)
     else:
@@ -356,7 +361,16 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         inputs=inputs,
         outputs=outputs,
         stdout=str(stdout),
+        given=frozenset(k for k in ("on", "retries") if k in raw),
     )
+
+
+def _is_json(value: object) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _kind(value: object) -> str:

@@ -181,6 +181,7 @@ class Leases:
                 exit_code=bindparam("exit_code"),
                 reason=bindparam("reason"),
                 resources=bindparam("resources"),
+                result=bindparam("result"),
             )
         )
 
@@ -404,6 +405,7 @@ class Leases:
                         "exit_code": rep.exit_code,
                         "reason": rep.reason,
                         "resources": dict(rep.resources),
+                        "result": rep.result,
                     }
                 )
                 by_run[job.run_id].append((job.name, state, new))

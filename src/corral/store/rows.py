@@ -64,6 +64,7 @@ def attempt(row: Any) -> Attempt:
         reason=row.reason,
         resources=row.resources,
         log_bytes=row.log_bytes,
+        result=row.result,
     )
 
 

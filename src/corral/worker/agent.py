@@ -19,6 +19,7 @@ from corral.domain.models import Lease, Report, Upload
 from corral.worker.executor import Chunk as ExecChunk
 from corral.worker.executor import ExecSpec, Execution
 from corral.worker.link import Batch, Link
+from corral.worker.task_pool import PoolOptions, TaskCall, TaskPool, TaskResult
 
 log = logging.getLogger("corral.worker")
 
@@ -40,7 +41,7 @@ class CoordinatorAway(Exception):
 @dataclass
 class Slot:
     lease: Lease
-    execution: Execution | None = None
+    execution: Execution | TaskCall | None = None
     started_at: float = field(default_factory=time.time)
     start_reported: bool = False
     seq: int = 0
@@ -57,6 +58,7 @@ class AgentOptions:
     max_offline: float = 0.0  # stop after this long without the coordinator; 0 = never
     long_poll: float = 20.0
     env: dict[str, str] = field(default_factory=dict)
+    task_cache: str = ""  # where task sources are kept by hash ("" = $CORRAL_HOME/task-sources)
 
 
 class Agent:
@@ -76,6 +78,7 @@ class Agent:
         self._offline_since: float | None = None
         self._threads: list[threading.Thread] = []
         self.error: str = ""
+        self._task_pool: TaskPool | None = None
 
     # -- public --------------------------------------------------------------------------
 
@@ -223,6 +226,10 @@ class Agent:
 
     def _run_slot(self, slot: Slot) -> None:
         lease = slot.lease
+        if lease.payload.get("kind") == "task":
+            on_output: Callable[[ExecChunk], None] = lambda c: self._output(slot, c)  # noqa: E731
+            self._run_execution(slot, self._tasks().call(lease, self._job_env(lease), on_output))
+            return
         try:
             spec = self._exec_spec(lease)
         except ValueError as exc:
@@ -230,7 +237,10 @@ class Agent:
                 slot, Report(lease.attempt_id, lease.token, "failed", None, str(exc), time.time())
             )
             return
-        execution = Execution(spec, lambda c: self._output(slot, c))
+        self._run_execution(slot, Execution(spec, lambda c: self._output(slot, c)))
+
+    def _run_execution(self, slot: Slot, execution: Execution | TaskCall) -> None:
+        lease = slot.lease
         slot.execution = execution
         if slot.stop_reason:
             execution.kill(slot.stop_reason)
@@ -255,8 +265,46 @@ class Agent:
                 result.reason,
                 result.started_at,
                 dict(result.resources),
+                result.value if isinstance(result, TaskResult) else None,
             ),
         )
+
+    def _tasks(self) -> TaskPool:
+        """The task processes, started with the first task job (shell-only workers need none)."""
+        with self._lock:
+            if self._task_pool is None:
+                from corral.config import corral_home
+
+                cache = self.options.task_cache or str(corral_home() / "task-sources")
+                self._task_pool = TaskPool(
+                    self.link.task_source,
+                    PoolOptions(
+                        cache_dir=cache,
+                        workdir_root=self.options.workdir,
+                        log_limit=self.options.log_limit,
+                    ),
+                )
+            return self._task_pool
+
+    def _close_tasks(self) -> None:
+        with self._lock:
+            pool, self._task_pool = self._task_pool, None
+        if pool is not None:
+            pool.close()
+
+    def _job_env(self, lease: Lease) -> dict[str, str]:
+        env = dict(self.options.env)
+        env.update(lease.payload.get("env") or {})
+        env.update(
+            {
+                "CORRAL_RUN": str(lease.run_id),
+                "CORRAL_RUN_NAME": lease.run_name,
+                "CORRAL_JOB": lease.job_name,
+                "CORRAL_ATTEMPT": str(lease.number),
+                "CORRAL_WORKER": self.link.worker_name,
+            }
+        )
+        return env
 
     def _exec_spec(self, lease: Lease) -> ExecSpec:
         payload = lease.payload
@@ -351,6 +399,7 @@ class Agent:
                     ]
                 done = self._draining and not self._slots and not batch
             if done:
+                self._close_tasks()
                 self._stopped.set()
                 return
             if not batch:
@@ -405,6 +454,7 @@ class Agent:
             self.error = f"no coordinator for {limit:.0f}s: stopping ({why})"
             log.error(self.error)
             self.stop(self.error)
+            self._close_tasks()
             self._stopped.set()
             return True
         return False

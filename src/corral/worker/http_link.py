@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
+
 from corral.client import Http, Unreachable
 from corral.domain.models import Lease
-from corral.errors import Unauthorized
+from corral.errors import CorralError, NotFound, Unauthorized
 from corral.worker.agent import CoordinatorAway
 from corral.worker.link import Answer, Batch
 
@@ -104,6 +106,7 @@ class HttpLink:
                     "reason": o.reason[:4096],
                     "started_at": o.started_at,
                     "resources": o.resources,
+                    "result": o.result,
                 }
                 for o in batch.finished
             ],
@@ -116,6 +119,26 @@ class HttpLink:
 
     def drain(self) -> None:
         self._call("/api/v1/workers/drain", {"draining": True})
+
+    def task_source(self, sha256: str) -> bytes:
+        path = f"/api/v1/tasks/sources/{sha256}"
+        for again in (True, False):
+            try:
+                response = self.http.http.get(path, timeout=60.0)
+            except httpx.TransportError as exc:
+                raise CoordinatorAway(f"cannot reach {self.http.url}: {exc}") from exc
+            if response.status_code == 401 and again:
+                self._join()  # our credential is gone: join again, as _call does
+                continue
+            if response.status_code >= 400:
+                try:
+                    message = str(response.json()["error"]["message"])
+                except Exception:
+                    message = response.text[:200] or response.reason_phrase
+                error = NotFound if response.status_code == 404 else CorralError
+                raise error(f"task source {sha256[:12]}: {message}")
+            break
+        return response.content
 
     def close(self) -> None:
         self.http.close()

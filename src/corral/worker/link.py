@@ -41,6 +41,10 @@ class Link(Protocol):
 
     def close(self) -> None: ...
 
+    def task_source(self, sha256: str) -> bytes:
+        """A task file's source by its content hash (NotFound when the server holds none)."""
+        ...
+
 
 class LocalLink:
     """Direct calls to the coordinator in the same process: no HTTP on the embedded hot path."""
@@ -81,6 +85,12 @@ class LocalLink:
 
     def drain(self) -> None:
         self.coord.drain(None, self.worker_id, True)
+
+    def task_source(self, sha256: str) -> bytes:
+        from corral.auth import Principal
+
+        me = Principal(0, "worker", self.worker_name, worker_id=self.worker_id)
+        return self.coord.task_source(me, sha256)
 
     def close(self) -> None:
         pass

@@ -1,0 +1,411 @@
+"""Run task jobs in long-lived Python processes of the worker, one per busy slot (stdlib only).
+
+A process imports a task file once per source hash and runs many calls. One that dies (a
+crash, os._exit, a signal), runs past its job's timeout, or grows past its memory cap takes
+down only itself and that one job; the next call starts a fresh process. Processes are also
+replaced after a number of calls, so slow leaks do not pile up.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import hashlib
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral.domain.models import Lease
+from corral.worker.executor import Chunk, ExecResult
+
+MAX_RESULT = 1024 * 1024  # bytes of a task's JSON return value
+_READ = 64 * 1024
+_RSS_EVERY = 0.5  # seconds between memory checks of a running task
+_PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "LOGNAME", "PYTHONPATH")
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds `corral`
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    cache_dir: str  # task sources, by hash
+    workdir_root: str = ""  # where each call's working directory goes ("" = system temp)
+    max_calls: int = 1000  # a process is replaced after this many tasks
+    max_rss: int = 2 * 1024**3  # bytes; a process that holds more is killed (mid-task) or replaced
+    log_limit: int = 16 * 1024 * 1024
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskResult(ExecResult):
+    value: Any = None  # the task's return value, when it passed
+
+
+class SourceMissing(Exception):
+    """The server does not (or no longer) hold the task's source."""
+
+
+class _Process:
+    """One runner process and its pipes."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        req_r, self._req_w = os.pipe()
+        self.rep_r, rep_w = os.pipe()
+        try:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "corral.worker.task_runner", str(req_r), str(rep_w)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(req_r, rep_w),
+                env=dict(env),
+                start_new_session=True,  # its own group: a kill takes what the task started too
+                close_fds=True,
+            )
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        assert self.popen.stdout is not None and self.popen.stderr is not None
+        self.out_fd = self.popen.stdout.fileno()
+        self.err_fd = self.popen.stderr.fileno()
+        for fd in (self.out_fd, self.err_fd, self.rep_r):
+            os.set_blocking(fd, False)
+        self.calls = 0
+        self.reply = b""
+
+    def send(self, request: dict[str, Any]) -> None:
+        data = json.dumps(request).encode() + b"\n"
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._req_w, view) :]
+        self.calls += 1
+
+    def rss(self) -> int:
+        """Resident memory in bytes (Linux; 0 where /proc is not there)."""
+        try:
+            with open(f"/proc/{self.popen.pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.close()
+
+    def close(self) -> None:
+        """Closing its request pipe ends an idle runner; wait for it, close the rest."""
+        with contextlib.suppress(OSError):
+            os.close(self._req_w)
+        try:
+            self.popen.wait(5.0)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+        for closing in (self.popen.stdout, self.popen.stderr):
+            if closing is not None:
+                closing.close()
+        with contextlib.suppress(OSError):
+            os.close(self.rep_r)
+
+    def death(self) -> str:
+        code = self.popen.wait()
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "unknown"
+            return f"killed by signal {-code} ({name})"
+        return f"exited with code {code}"
+
+
+class TaskPool:
+    """Runner processes of one worker, handed out one per call and reused."""
+
+    def __init__(self, fetch: Callable[[str], bytes], options: PoolOptions) -> None:
+        self.fetch = fetch  # the link's task_source
+        self.options = options
+        self._lock = threading.Lock()
+        self._idle: list[_Process] = []
+        self._closed = False
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        env.update(options.env)
+        self._env = env
+
+    def call(
+        self, lease: Lease, env: Mapping[str, str], on_output: Callable[[Chunk], None]
+    ) -> TaskCall:
+        return TaskCall(self, lease, env, on_output)
+
+    def source_path(self, sha256: str, module: str) -> str:
+        """The task file on disk, fetched from the server once per hash."""
+        path = Path(self.options.cache_dir) / sha256 / f"{module}.py"
+        if path.exists():
+            return str(path)
+        try:
+            source = self.fetch(sha256)
+        except Exception as exc:
+            raise SourceMissing(f"could not fetch the task's source: {exc}") from exc
+        if hashlib.sha256(source).hexdigest() != sha256:
+            raise SourceMissing("the task source from the server does not match its hash")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(source)
+        os.replace(tmp, path)
+        return str(path)
+
+    def take(self) -> _Process:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the task pool is closed")
+            if self._idle:
+                return self._idle.pop()
+        return _Process(self._env)
+
+    def give(self, proc: _Process) -> None:
+        """Back to the idle list, or retired when it has run enough or holds too much memory."""
+        if proc.calls >= self.options.max_calls or proc.rss() > self.options.max_rss:
+            proc.close()
+            return
+        with self._lock:
+            if not self._closed:
+                self._idle.append(proc)
+                return
+        proc.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for proc in idle:
+            proc.close()
+
+
+class TaskCall:
+    """One task job in one runner process; `kill` stops it from another thread."""
+
+    def __init__(
+        self,
+        pool: TaskPool,
+        lease: Lease,
+        env: Mapping[str, str],
+        on_output: Callable[[Chunk], None],
+    ) -> None:
+        self.pool = pool
+        self.lease = lease
+        self.env = env
+        self.on_output = on_output
+        self._stop: str | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        self._lock = threading.Lock()
+        self._done = False
+        self._bytes = 0
+        self._decoders = {
+            s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")
+        }
+
+    def kill(self, reason: str = "killed") -> None:
+        with self._lock:
+            if self._done or self._stop is not None:
+                return
+            self._stop = reason
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+
+    def run(self) -> TaskResult:
+        started = time.time()
+        try:
+            return self._run(started)
+        except Exception as exc:  # the worker's own trouble (no fork, a full disk): this job fails
+            return self._end(started, "failed", f"could not run the task: {exc}")
+        finally:
+            with self._lock:
+                self._done = True
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+
+    def _end(
+        self, started: float, outcome: str, reason: str, value: Any = None, **res: float
+    ) -> TaskResult:
+        now = time.time()
+        return TaskResult(
+            outcome=outcome,
+            exit_code=None if outcome != "passed" else 0,
+            reason=reason,
+            started_at=started,
+            finished_at=now,
+            resources={"wall_s": now - started, **res},
+            output_bytes=self._bytes,
+            truncated=self._bytes > self.pool.options.log_limit,
+            value=value,
+        )
+
+    def _run(self, started: float) -> TaskResult:
+        payload = self.lease.payload
+        name = payload.get("task")
+        if self._stop is not None:
+            return self._end(started, "canceled", self._stop)
+        if not payload.get("sha256"):
+            return self._end(
+                started, "failed", f"task {name!r} is no longer registered on the server"
+            )
+        try:
+            path = self.pool.source_path(str(payload["sha256"]), str(payload["module"]))
+        except SourceMissing as exc:
+            return self._end(started, "failed", str(exc))
+        workdir = tempfile.mkdtemp(
+            prefix="corral-task-", dir=self.pool.options.workdir_root or None
+        )
+        proc = self.pool.take()
+        try:
+            proc.send(
+                {
+                    "sha256": payload["sha256"],
+                    "module": payload["module"],
+                    "function": payload["function"],
+                    "path": path,
+                    "args": dict(payload.get("args") or {}),
+                    "env": dict(self.env),
+                    "cwd": workdir,
+                }
+            )
+            return self._wait(proc, started)
+        except BrokenPipeError:
+            self._drain(proc)
+            proc.kill()
+            return self._end(started, "failed", f"task process died: {proc.death()}")
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _wait(self, proc: _Process, started: float) -> TaskResult:
+        timeout = self.lease.timeout
+        deadline = started + timeout if timeout else None
+        max_rss = self.pool.options.max_rss
+        sel = selectors.DefaultSelector()
+        streams = {proc.out_fd: "stdout", proc.err_fd: "stderr"}
+        for fd in (*streams, proc.rep_r, self._wake_r):
+            sel.register(fd, selectors.EVENT_READ)
+        next_rss = time.monotonic() + _RSS_EVERY
+        try:
+            while True:
+                now = time.time()
+                wait = _RSS_EVERY if deadline is None else max(0.0, min(_RSS_EVERY, deadline - now))
+                for key, _ in sel.select(wait):
+                    fd = int(key.fd)
+                    if fd in streams:
+                        if not self._read(fd, streams[fd]):
+                            sel.unregister(fd)
+                    elif fd == proc.rep_r:
+                        data = _read_some(fd)
+                        if data is None:
+                            continue
+                        if data == b"":  # the process is gone without a reply
+                            self._drain(proc)
+                            proc.kill()
+                            return self._end(
+                                started, "failed", f"task process died: {proc.death()}"
+                            )
+                        proc.reply += data
+                        if proc.reply.endswith(b"\n"):
+                            reply, proc.reply = proc.reply, b""
+                            self._drain(proc)
+                            self.pool.give(proc)
+                            return self._answer(reply, started)
+                if self._stop is not None:
+                    self._drain(proc)
+                    proc.kill()
+                    return self._end(started, "canceled", self._stop)
+                if deadline is not None and time.time() >= deadline:
+                    self._drain(proc)
+                    proc.kill()
+                    return self._end(
+                        started, "timed_out", f"timed out after {timeout:g}s (task process killed)"
+                    )
+                if time.monotonic() >= next_rss:
+                    next_rss = time.monotonic() + _RSS_EVERY
+                    rss = proc.rss()
+                    if rss > max_rss:
+                        self._drain(proc)
+                        proc.kill()
+                        return self._end(
+                            started,
+                            "failed",
+                            f"task process killed: it used {rss // 2**20} MiB, "
+                            f"over the cap of {max_rss // 2**20} MiB",
+                        )
+        finally:
+            sel.close()
+
+    def _answer(self, reply: bytes, started: float) -> TaskResult:
+        try:
+            answer = json.loads(reply)
+        except ValueError:
+            return self._end(started, "failed", "the task process sent an unreadable reply")
+        if not answer.get("ok"):
+            if answer.get("traceback"):
+                self._emit("stderr", answer["traceback"])
+            return self._end(started, "failed", str(answer.get("error") or "the task failed"))
+        size = len(reply)
+        if size > MAX_RESULT:
+            return self._end(
+                started,
+                "failed",
+                f"the task's return value is {size} bytes of JSON, over the limit of {MAX_RESULT}",
+            )
+        return self._end(started, "passed", "returned", answer.get("result"))
+
+    def _read(self, fd: int, stream: str) -> bool:
+        data = _read_some(fd)
+        if data is None:
+            return True
+        if not data:
+            return False
+        self._emit(stream, self._decoders[stream].decode(data))
+        return True
+
+    def _drain(self, proc: _Process) -> None:
+        """What the task wrote before its reply (or its death) is in the pipes: read it all."""
+        for fd, stream in ((proc.out_fd, "stdout"), (proc.err_fd, "stderr")):
+            while (data := _read_some(fd)) and data:
+                self._emit(stream, self._decoders[stream].decode(data))
+
+    def _emit(self, stream: str, text: str) -> None:
+        if not text:
+            return
+        limit = self.pool.options.log_limit
+        before = self._bytes
+        self._bytes += len(text)
+        if before >= limit:
+            return
+        if self._bytes > limit:
+            text = (
+                text[: limit - before]
+                + f"\n[corral: output over {limit} bytes; the rest is dropped]\n"
+            )
+        self.on_output(Chunk(stream, time.time(), text))
+
+
+def _read_some(fd: int) -> bytes | None:
+    """Bytes available now; b"" at end of file; None when there are none yet."""
+    try:
+        return os.read(fd, _READ)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""

@@ -1,0 +1,121 @@
+"""The long-lived process that runs tasks for one worker slot: requests in, replies out (stdlib).
+
+Started as ``python -m corral.worker.task_runner REQ_FD REP_FD``. Each request is one JSON line
+on REQ_FD naming a task file (cached on disk by hash), a function and its arguments; the reply
+is one JSON line on REP_FD: ``{"ok": true, "result": …}`` or ``{"ok": false, "error": "one
+line", "traceback": "…"}``. What the task prints goes to this process's own stdout and stderr,
+which the worker reads as the job's log. A module is imported once per source hash and reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+KEEP_MODULES = 32  # task file versions kept imported in one process
+
+
+def _watch_parent(parent: int) -> None:
+    """Leave when the worker is gone, even in the middle of a task: nobody will read the end."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+class Runner:
+    def __init__(self) -> None:
+        self.modules: OrderedDict[str, ModuleType] = OrderedDict()
+        self.home = os.getcwd()
+        self.base_env = dict(os.environ)
+
+    def function(self, req: dict[str, Any]) -> Callable[..., Any]:
+        sha, name = req["sha256"], req["module"]
+        module = self.modules.get(sha)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, req["path"])
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {req['path']}")
+            module = importlib.util.module_from_spec(spec)
+            # registered under its own name (the newest version wins), so that pickling,
+            # dataclasses and the like find it
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            self.modules[sha] = module
+            while len(self.modules) > KEEP_MODULES:
+                self.modules.popitem(last=False)
+        self.modules.move_to_end(sha)
+        fn = getattr(module, req["function"], None)
+        if not callable(fn):
+            raise LookupError(f"{name}.py has no function {req['function']!r}")
+        return fn  # type: ignore[no-any-return]
+
+    def call(self, req: dict[str, Any]) -> str:
+        try:
+            fn = self.function(req)
+        except BaseException as exc:
+            return _failure(f"could not load task module {req.get('module')!r}", exc)
+        os.environ.clear()
+        os.environ.update(self.base_env)
+        os.environ.update(req.get("env") or {})
+        try:
+            os.chdir(req.get("cwd") or self.home)
+            value = fn(**req["args"])
+            if inspect.iscoroutine(value):
+                value = asyncio.run(value)
+        except SystemExit as exc:
+            return json.dumps({"ok": False, "error": f"the task called sys.exit({exc.code!r})"})
+        except BaseException as exc:
+            return _failure("task raised", exc)
+        finally:
+            os.chdir(self.home)
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            return json.dumps(
+                {"ok": False, "error": f"the task's return value is not JSON-serialisable: {exc}"}
+            )
+        return '{"ok":true,"result":' + text + "}"
+
+
+def _failure(what: str, exc: BaseException) -> str:
+    tb = exc.__traceback__
+    # the runner's own frames say nothing about the task: start at the task's
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    line = f"{what} {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+    return json.dumps({"ok": False, "error": line.splitlines()[0][:1000], "traceback": text})
+
+
+def main(argv: list[str]) -> int:
+    requests = os.fdopen(int(argv[1]), "rb")
+    replies = os.fdopen(int(argv[2]), "wb")
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    for stream in (sys.stdout, sys.stderr):
+        # whole lines reach the job's log as they are printed (not a block at the end)
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    runner = Runner()
+    for line in requests:
+        reply = runner.call(json.loads(line))
+        # the task's output is in the pipes before its reply: the worker reads both in order
+        sys.stdout.flush()
+        sys.stderr.flush()
+        replies.write(reply.encode() + b"\n")
+        replies.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,257 @@
+"""Task processes of a worker: the runner protocol, output, results, crashes, limits, reuse."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.domain.models import Lease
+from corral.errors import NotFound
+from corral.worker.executor import Chunk
+from corral.worker.task_pool import PoolOptions, TaskPool, TaskResult
+
+SOURCE = """
+import os, signal, sys, time
+import corral
+
+LOADED = time.time()  # once per import
+
+@corral.task
+def add(a, b):
+    print("adding", a, b)
+    print("to stderr", file=sys.stderr)
+    return {"sum": a + b, "pid": os.getpid(), "loaded": LOADED, "cwd": os.getcwd(),
+            "job": os.environ.get("CORRAL_JOB")}
+
+@corral.task
+def boom(message):
+    print("before the error")
+    raise ValueError(message)
+
+@corral.task
+def not_json():
+    return {1, 2}
+
+@corral.task
+def leave(code):
+    os._exit(code)
+
+@corral.task
+def kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+@corral.task
+def sleep(seconds):
+    time.sleep(seconds)
+    return "woke"
+
+@corral.task
+def hog(mib):
+    block = bytearray(mib * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(5)
+    return len(block)
+
+@corral.task
+async def later(x):
+    return x * 2
+
+@corral.task
+def chatty(n):
+    for i in range(n):
+        print("line", i)
+    return n
+"""
+
+
+class Sources:
+    """Task sources by hash, as the server would hand them out."""
+
+    def __init__(self) -> None:
+        self.by_hash: dict[str, bytes] = {}
+        self.fetched: list[str] = []
+
+    def add(self, text: str) -> str:
+        data = text.encode()
+        sha = hashlib.sha256(data).hexdigest()
+        self.by_hash[sha] = data
+        return sha
+
+    def __call__(self, sha: str) -> bytes:
+        self.fetched.append(sha)
+        if sha not in self.by_hash:
+            raise NotFound(f"no task source with sha256 {sha}")
+        return self.by_hash[sha]
+
+
+@pytest.fixture
+def sources() -> Sources:
+    return Sources()
+
+
+@pytest.fixture
+def pool(tmp_path: Path, sources: Sources) -> Iterator[TaskPool]:
+    p = TaskPool(sources, PoolOptions(cache_dir=str(tmp_path / "cache"), max_rss=300 * 2**20))
+    yield p
+    p.close()
+
+
+def lease(sha: str, function: str, args: dict[str, Any], timeout: float | None = None) -> Lease:
+    payload = {"kind": "task", "task": function, "args": args}
+    if sha:
+        payload.update({"module": "mathy", "function": function, "sha256": sha})
+    return Lease(1, "tok", 1, 1, "r", "j", "", 1, payload, timeout, 30.0)
+
+
+def call(
+    pool: TaskPool, sha: str, function: str, args: dict[str, Any], timeout: float | None = None
+) -> tuple[TaskResult, list[Chunk]]:
+    chunks: list[Chunk] = []
+    result = pool.call(
+        lease(sha, function, args, timeout), {"CORRAL_JOB": "j"}, chunks.append
+    ).run()
+    return result, chunks
+
+
+def text(chunks: list[Chunk], stream: str) -> str:
+    return "".join(c.data for c in chunks if c.stream == stream)
+
+
+def test_a_task_returns_its_value_and_its_output_is_kept_apart(
+    pool: TaskPool, sources: Sources, tmp_path: Path
+) -> None:
+    sha = sources.add(SOURCE)
+    result, chunks = call(pool, sha, "add", {"a": 2, "b": 3})
+    assert (result.outcome, result.exit_code) == ("passed", 0), result.reason
+    assert result.value["sum"] == 5
+    assert result.value["job"] == "j"
+    assert "corral-task-" in result.value["cwd"]
+    assert not Path(result.value["cwd"]).exists()  # the call's directory is removed
+    assert text(chunks, "stdout") == "adding 2 3\n"
+    assert text(chunks, "stderr") == "to stderr\n"
+    assert (tmp_path / "cache" / sha / "mathy.py").read_text() == SOURCE
+
+    # the same process and the same imported module serve the next call; the source is cached
+    again, _ = call(pool, sha, "add", {"a": 1, "b": 1})
+    assert again.value["pid"] == result.value["pid"]
+    assert again.value["loaded"] == result.value["loaded"]
+    assert sources.fetched == [sha]
+
+
+def test_a_new_source_hash_is_a_new_module_load_in_the_same_process(
+    pool: TaskPool, sources: Sources
+) -> None:
+    first, _ = call(pool, sources.add(SOURCE), "add", {"a": 1, "b": 1})
+    newer, _ = call(
+        pool, sources.add(SOURCE.replace("a + b", "a + b + 100")), "add", {"a": 1, "b": 1}
+    )
+    assert (first.value["sum"], newer.value["sum"]) == (2, 102)
+    assert newer.value["pid"] == first.value["pid"]
+    assert newer.value["loaded"] > first.value["loaded"]
+
+
+def test_a_raising_task_fails_with_its_traceback_on_stderr(
+    pool: TaskPool, sources: Sources
+) -> None:
+    result, chunks = call(pool, sources.add(SOURCE), "boom", {"message": "bad input 42"})
+    assert result.outcome == "failed"
+    assert result.reason == "task raised ValueError: bad input 42"
+    stderr = text(chunks, "stderr")
+    assert "Traceback (most recent call last)" in stderr
+    assert 'mathy.py", line' in stderr and "raise ValueError(message)" in stderr
+    assert "task_runner" not in stderr
+    assert text(chunks, "stdout") == "before the error\n"
+    # wrong arguments are the task's error too, and the process lives on
+    result, _ = call(pool, sources.add(SOURCE), "add", {"a": 1})
+    assert result.outcome == "failed" and "missing 1 required positional argument" in result.reason
+
+
+def test_a_return_value_that_is_not_json_fails_saying_so(pool: TaskPool, sources: Sources) -> None:
+    result, _ = call(pool, sources.add(SOURCE), "not_json", {})
+    assert result.outcome == "failed"
+    assert "not JSON-serialisable" in result.reason and "set" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "why"),
+    [
+        ("leave", {"code": 3}, "task process died: exited with code 3"),
+        ("kill_self", {}, "task process died: killed by signal 9 (SIGKILL)"),
+    ],
+)
+def test_a_crash_takes_down_only_its_process(
+    pool: TaskPool, sources: Sources, function: str, args: dict[str, Any], why: str
+) -> None:
+    sha = sources.add(SOURCE)
+    before, _ = call(pool, sha, "add", {"a": 1, "b": 1})
+    result, _ = call(pool, sha, function, args)
+    assert (result.outcome, result.reason) == ("failed", why)
+    after, _ = call(pool, sha, "add", {"a": 1, "b": 1})
+    assert after.outcome == "passed"
+    assert after.value["pid"] != before.value["pid"]
+
+
+def test_a_timeout_kills_and_replaces_the_process(pool: TaskPool, sources: Sources) -> None:
+    sha = sources.add(SOURCE)
+    t0 = time.monotonic()
+    result, _ = call(pool, sha, "sleep", {"seconds": 30}, timeout=0.5)
+    assert time.monotonic() - t0 < 5
+    assert result.outcome == "timed_out"
+    assert result.reason == "timed out after 0.5s (task process killed)"
+    assert call(pool, sha, "sleep", {"seconds": 0})[0].value == "woke"
+
+
+def test_a_process_over_its_memory_cap_is_killed(pool: TaskPool, sources: Sources) -> None:
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("memory is measured through /proc")
+    result, _ = call(pool, sources.add(SOURCE), "hog", {"mib": 600})
+    assert result.outcome == "failed"
+    assert "over the cap of 300 MiB" in result.reason
+
+
+def test_processes_are_recycled_after_max_calls(tmp_path: Path, sources: Sources) -> None:
+    p = TaskPool(sources, PoolOptions(cache_dir=str(tmp_path), max_calls=2))
+    try:
+        sha = sources.add(SOURCE)
+        pids = [call(p, sha, "add", {"a": 0, "b": 0})[0].value["pid"] for _ in range(4)]
+    finally:
+        p.close()
+    assert pids[0] == pids[1] != pids[2] == pids[3]
+
+
+def test_kill_from_another_thread_cancels(pool: TaskPool, sources: Sources) -> None:
+    running = pool.call(lease(sources.add(SOURCE), "sleep", {"seconds": 30}), {}, lambda c: None)
+    threading.Timer(0.3, running.kill, args=("canceled by a person",)).start()
+    result = running.run()
+    assert (result.outcome, result.reason) == ("canceled", "canceled by a person")
+
+
+def test_async_tasks_and_big_output(pool: TaskPool, sources: Sources) -> None:
+    sha = sources.add(SOURCE)
+    assert call(pool, sha, "later", {"x": 21})[0].value == 42
+    result, chunks = call(pool, sha, "chatty", {"n": 20000})
+    assert result.value == 20000
+    lines = text(chunks, "stdout").splitlines()
+    assert len(lines) == 20000 and lines[-1] == "line 19999"
+
+
+def test_sources_the_server_does_not_hold_fail_the_job(pool: TaskPool) -> None:
+    result, _ = call(pool, "ab" * 32, "add", {})
+    assert result.outcome == "failed"
+    assert "could not fetch the task's source" in result.reason
+    result, _ = call(pool, "", "add", {})
+    assert result.reason == "task 'add' is no longer registered on the server"
+
+
+def test_a_source_that_does_not_match_its_hash_is_refused(pool: TaskPool, sources: Sources) -> None:
+    sources.by_hash["cd" * 32] = SOURCE.encode()
+    result, _ = call(pool, "cd" * 32, "add", {"a": 1, "b": 2})
+    assert result.outcome == "failed"
+    assert "does not match its hash" in result.reason
