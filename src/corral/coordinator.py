@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from corral import events
 from corral.auth import Principal
@@ -28,6 +28,7 @@ from corral.domain.states import JobState
 from corral.errors import Forbidden, InvalidInput, InvalidRunSpec, LeaseLost, NotFound, Unauthorized
 from corral.events import Hub
 from corral.scheduler.placement import expand, why_waiting
+from corral.secrets import Secrets
 from corral.store import Store
 from corral.store.leases import Ended
 
@@ -57,8 +58,10 @@ class Coordinator:
         *,
         lease_ttl: float = 30.0,
         offline_after: float = 60.0,
+        secrets: Secrets | None = None,
     ) -> None:
         self.store = store
+        self.secrets = secrets or Secrets()
         self.hub = hub or Hub()
         self.lease_ttl = lease_ttl
         self.offline_after = offline_after
@@ -142,14 +145,15 @@ class Coordinator:
             raise InvalidRunSpec(
                 [(f"jobs.{j.name}.task", f"unknown task {j.task!r}") for j in unknown_tasks]
             )
-        code_jobs = [j for j in spec.jobs if j.kind == "code"]
-        if code_jobs:
-            raise InvalidRunSpec(
-                [
-                    (f"jobs.{j.name}.code", "this server has no sandbox for code jobs")
-                    for j in code_jobs
-                ]
-            )
+        if not proj.allow_network and any(j.network for j in spec.jobs):
+            raise Forbidden(f"project {proj.name!r} does not allow code jobs a network")
+        unknown_secrets = [
+            (f"jobs.{j.name}.secrets", f"unknown secret {name!r}")
+            for j in spec.jobs
+            for name in self.secrets.unknown(j.secrets)
+        ]
+        if unknown_secrets:
+            raise InvalidRunSpec(unknown_secrets)
         needs_workers = any(j.fanout == "each" for j in spec.jobs)
         workers = self.store.workers.list() if needs_workers else []
         placements = expand(spec, workers)
@@ -332,7 +336,17 @@ class Coordinator:
             self._found_empty.pop(worker_id, None)
         if leases:
             self.hub.notify(*{events.run_topic(x.run_id) for x in leases})
+        if len(self.secrets):
+            leases = [self._with_secrets(x) for x in leases]
         return leases
+
+    def _with_secrets(self, lease: Lease) -> Lease:
+        """Secret values go with the lease only (never into the store)."""
+        names = lease.payload.get("secrets")
+        if not names:
+            return lease
+        payload = {**lease.payload, "secret_values": self.secrets.resolve(names)}
+        return replace(lease, payload=payload)
 
     def lease_wait(self, worker_id: int, max_jobs: int, wait: float) -> list[Lease]:
         """Blocking long-poll for threads (the local worker)."""

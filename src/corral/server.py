@@ -18,6 +18,7 @@ from corral.config import Settings
 from corral.coordinator import Coordinator
 from corral.domain.labels import parse_labels
 from corral.domain.runspec import parse_toml
+from corral.secrets import Secrets
 from corral.store import Store
 from corral.store.wakeups import PgWakeups
 from corral.sweeper import sweep_forever
@@ -46,7 +47,7 @@ def ensure_admin_token(store: Store, path: Path) -> str | None:
 
 
 class Server:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secrets: Secrets | None = None) -> None:
         # Handing work between threads (long-polls, the local worker's slots) waits for the GIL;
         # a shorter switch interval than the default 5 ms cuts that latency.
         sys.setswitchinterval(0.0005)
@@ -54,7 +55,10 @@ class Server:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db_url, retry_backoff=settings.retry_backoff)
         self.coordinator = Coordinator(
-            self.store, lease_ttl=settings.lease_ttl, offline_after=settings.offline_after
+            self.store,
+            lease_ttl=settings.lease_ttl,
+            offline_after=settings.offline_after,
+            secrets=secrets,
         )
         self.new_admin_token = ensure_admin_token(self.store, settings.token_file)
         self.wakeups: PgWakeups | None = None
