@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from corral.worker import limits as _limits
+from corral.worker.limits import Applied
+from corral.worker.limits import offer as limits_offer
 from corral.worker.masking import Masker
 from corral.worker.sandbox import Sandbox, argv_for
 
@@ -117,7 +118,7 @@ class Execution:
         self._started = False
         self._finished = False
         self._pid: int | None = None
-        self._applied: _limits.Applied | None = None
+        self._applied: Applied | None = None
         self._masker = Masker(spec.mask)
 
     @property
@@ -209,7 +210,7 @@ class Execution:
             return _not_started("canceled", stop[0], time.time())
         applied = None
         if self._spec.limits:
-            applied = _limits.Applied(self._spec.limits, _limits.offer())
+            applied = Applied(self._spec.limits, limits_offer())
             try:
                 applied.setup(f"{os.getpid()}-{os.path.basename(workdir)}", self._spec.user)
             except OSError as exc:
@@ -221,9 +222,7 @@ class Execution:
             if applied is not None:
                 applied.cleanup()
 
-    def _run_with(
-        self, workdir: str, env: dict[str, str], applied: _limits.Applied | None
-    ) -> ExecResult:
+    def _run_with(self, workdir: str, env: dict[str, str], applied: Applied | None) -> ExecResult:
         waker = self._waker
         assert waker is not None
         out_r, out_w = os.pipe()
@@ -268,7 +267,7 @@ def _spawn(
     cwd: str,
     out_w: int,
     err_w: int,
-    applied: _limits.Applied | None = None,
+    applied: Applied | None = None,
 ) -> subprocess.Popen[bytes]:
     extra: dict[str, Any] = {}
     if spec.user is not None:
