@@ -23,7 +23,7 @@ JOB_USER = "corral-job"
 SECRET = "sk-live-7Hq2Zx9Lm4Rt"
 PEM = "-----BEGIN TEST KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\n-----END TEST KEY-----"
 
-SPEC = f"""\
+SPEC = """\
 name = "boxed"
 
 [jobs.code]
@@ -41,11 +41,11 @@ except OSError as exc:
     print("write denied:", exc.strerror, flush=True)
 '''
 secrets = ["API_KEY", "PEM"]
-limits = {{ cpu = "20s", memory = "256MiB", procs = 64, fsize = "16MiB", nofile = 256 }}
+limits = { cpu = "20s", memory = "256MiB", procs = 64, fsize = "16MiB", nofile = 256 }
 
 [jobs.hog]
 code = 'print("STARTED", flush=True); b = bytearray(400 * 1024 * 1024); print("ALLOCATED")'
-limits = {{ memory = "64MiB" }}
+limits = { memory = "64MiB" }
 
 [jobs.leak]
 command = "echo starting; printf '%s' \\"$API_KEY\\" >&2; exit 7"
@@ -145,8 +145,16 @@ def test_a_worker_without_bwrap_refuses_to_take_code_jobs(cluster: Cluster) -> N
     env["PATH"] = "/nonexistent"
     started = time.monotonic()
     done = subprocess.run(
-        [*CORRAL, "worker", "--server", cluster.url, "--token", cluster.join_token()]
-        + ["--allow", "command,code"],
+        [
+            *CORRAL,
+            "worker",
+            "--server",
+            cluster.url,
+            "--token",
+            cluster.join_token(),
+            "--allow",
+            "command,code",
+        ],
         capture_output=True,
         env=env,
         timeout=60,
