@@ -30,6 +30,7 @@ from corral.errors import Forbidden, InvalidInput, InvalidRunSpec, LeaseLost, No
 from corral.events import Hub
 from corral.registry import Registry
 from corral.scheduler.placement import expand, why_waiting
+from corral.secrets import Secrets
 from corral.store import Store
 from corral.store.leases import Ended
 
@@ -61,8 +62,10 @@ class Coordinator:
         lease_ttl: float = 30.0,
         offline_after: float = 60.0,
         registry: Registry | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.store = store
+        self.secrets = secrets or Secrets()
         self.hub = hub or Hub()
         self.registry = registry or Registry()
         self.lease_ttl = lease_ttl
@@ -142,14 +145,15 @@ class Coordinator:
         if refused:
             raise Forbidden(f"project {proj.name!r} does not allow {' or '.join(refused)} jobs")
         spec = self._with_task_defaults(spec)
-        code_jobs = [j for j in spec.jobs if j.kind == "code"]
-        if code_jobs:
-            raise InvalidRunSpec(
-                [
-                    (f"jobs.{j.name}.code", "this server has no sandbox for code jobs")
-                    for j in code_jobs
-                ]
-            )
+        if not proj.allow_network and any(j.network for j in spec.jobs):
+            raise Forbidden(f"project {proj.name!r} does not allow code jobs a network")
+        unknown_secrets = [
+            (f"jobs.{j.name}.secrets", f"unknown secret {name!r}")
+            for j in spec.jobs
+            for name in self.secrets.unknown(j.secrets)
+        ]
+        if unknown_secrets:
+            raise InvalidRunSpec(unknown_secrets)
         dataflow = [j for j in spec.jobs if j.inputs or j.outputs or j.stdout != "log"]
         if dataflow:
             # the spec language has them; workers do not place inputs or keep outputs yet, and
@@ -372,6 +376,8 @@ class Coordinator:
             self._found_empty.pop(worker_id, None)
         if leases:
             self.hub.notify(*{events.run_topic(x.run_id) for x in leases})
+        if len(self.secrets):
+            leases = [self._with_secrets(x) for x in leases]
         return leases
 
     def _locate_tasks(self, leases: list[Lease]) -> list[Lease]:
@@ -387,6 +393,14 @@ class Coordinator:
                 x = replace(x, payload={**x.payload, **t.lease_fields()})
             out.append(x)  # a task gone from the server: the worker fails the job saying so
         return out
+
+    def _with_secrets(self, lease: Lease) -> Lease:
+        """Secret values go with the lease only (never into the store)."""
+        names = lease.payload.get("secrets")
+        if not names:
+            return lease
+        payload = {**lease.payload, "secret_values": self.secrets.resolve(names)}
+        return replace(lease, payload=payload)
 
     def lease_wait(self, worker_id: int, max_jobs: int, wait: float) -> list[Lease]:
         """Blocking long-poll for threads (the local worker)."""

@@ -19,6 +19,7 @@ from corral.coordinator import Coordinator
 from corral.domain.labels import parse_labels
 from corral.domain.runspec import parse_toml
 from corral.registry import Registry
+from corral.secrets import Secrets
 from corral.store import Store
 from corral.store.wakeups import PgWakeups
 from corral.sweeper import sweep_forever
@@ -47,7 +48,7 @@ def ensure_admin_token(store: Store, path: Path) -> str | None:
 
 
 class Server:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secrets: Secrets | None = None) -> None:
         # Handing work between threads (long-polls, the local worker's slots) waits for the GIL;
         # a shorter switch interval than the default 5 ms cuts that latency.
         sys.setswitchinterval(0.0005)
@@ -60,6 +61,7 @@ class Server:
             lease_ttl=settings.lease_ttl,
             offline_after=settings.offline_after,
             registry=self.registry,
+            secrets=secrets,
         )
         self.new_admin_token = ensure_admin_token(self.store, settings.token_file)
         self.wakeups: PgWakeups | None = None

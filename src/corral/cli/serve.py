@@ -54,6 +54,7 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
     """Start the coordinator (API, dashboard) with a local worker."""
     import uvicorn
 
+    from corral.secrets import load_secrets
     from corral.server import Server
 
     if flags.get("local_labels"):
@@ -66,7 +67,7 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
         flags.pop("tasks")
     try:
         settings = load(flags, config_file)
-        server = Server(settings)
+        server = Server(settings, load_secrets(settings.home, config_file))
     except CorralError as exc:
         error(exc.message)
         sys.exit(EXIT_ERROR)
@@ -139,6 +140,11 @@ def _safe(url: str) -> str:
     default="",
     help="Where task sources are kept by hash [default: $CORRAL_HOME/task-sources].",
 )
+@click.option(
+    "--run-as",
+    default=None,
+    help="Run jobs as this unprivileged user, not as the worker's account (needs root).",
+)
 def worker_cmd(
     server: str,
     token: str,
@@ -151,6 +157,7 @@ def worker_cmd(
     max_offline: str,
     grace: str,
     task_cache: str,
+    run_as: str | None,
 ) -> None:
     """Run jobs for a coordinator: pull leases, run them, report back.
 
@@ -174,6 +181,11 @@ def worker_cmd(
         sys.exit(EXIT_ERROR)
     kinds = [k.strip() for k in allow.split(",") if k.strip()]
     try:
+        confine = _confinement(kinds, workdir, run_as)
+    except ValueError as exc:
+        error(str(exc))
+        sys.exit(EXIT_ERROR)
+    try:
         link = HttpLink(
             Http(server, token, ca=ca),
             name or default_name(),
@@ -194,6 +206,7 @@ def worker_cmd(
             max_offline=offline,
             grace=grace_s,
             task_cache=task_cache,
+            **confine,
         ),
     )
     handler = on_signal(agent, lambda m: out.print(f"[yellow]{m}[/]"))
@@ -205,3 +218,36 @@ def worker_cmd(
     if agent.error:
         error(agent.error)
         sys.exit(EXIT_ERROR)
+
+
+def _confinement(kinds: list[str], workdir: str, run_as: str | None) -> dict[str, Any]:
+    """The agent options for --run-as and code jobs; ValueError when this machine cannot."""
+    import os
+    import tempfile
+
+    from corral.config import corral_home
+    from corral.worker import runas, sandbox
+
+    options: dict[str, Any] = {}
+    user = None
+    if run_as:
+        user = runas.resolve(run_as)
+        stuck = runas.unreachable(workdir)
+        if stuck:
+            raise ValueError(
+                f"--run-as: {run_as!r} cannot reach working directories: {stuck} is not "
+                "searchable by other users (choose --workdir elsewhere)"
+            )
+        options["run_as"] = user
+    if "code" in kinds:
+        bwrap = sandbox.find_bwrap()
+        why = sandbox.check(bwrap, user)
+        if why:
+            raise ValueError(f"cannot run code jobs: {why}; or drop code from --allow")
+        options["bwrap"] = bwrap
+        options["hide"] = sandbox.hidden_paths(
+            os.path.expanduser("~"),
+            str(corral_home()),
+            workdir or tempfile.gettempdir(),
+        )
+    return options

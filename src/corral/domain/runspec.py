@@ -19,6 +19,7 @@ from corral.domain.dataflow import (
 )
 from corral.domain.durations import parse_duration
 from corral.domain.labels import LabelError, check_labels
+from corral.domain.limits import parse_limits
 from corral.errors import InvalidRunSpec
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -49,7 +50,11 @@ _JOB_KEYS = {
     "inputs",
     "outputs",
     "stdout",
+    "limits",
+    "secrets",
+    "network",
 }
+MAX_SECRETS = 64
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ class JobSpec:
     stdout: str = "log"  # or "object": stdout is also kept as an object others may take
     # which of `on` and `retries` the spec set itself (a task's defaults fill in the others)
     given: frozenset[str] = field(default=frozenset(), compare=False)
+    limits: Mapping[str, float] = field(default_factory=dict)  # see domain/limits.py
+    secrets: tuple[str, ...] = ()  # names; the server holds the values
+    network: bool = False  # code jobs only: a sandbox with the host's network
 
     def payload(self) -> dict[str, Any]:
         """What a worker needs to run the job (stored with the job, sent with its lease)."""
@@ -94,6 +102,12 @@ class JobSpec:
             out["outputs"] = list(self.outputs)
         if self.stdout != "log":
             out["stdout"] = self.stdout
+        if self.limits:
+            out["limits"] = dict(self.limits)
+        if self.secrets:
+            out["secrets"] = list(self.secrets)
+        if self.network:
+            out["network"] = True
         return out
 
 
@@ -143,6 +157,12 @@ class RunSpec:
                 d["outputs"] = list(j.outputs)
             if j.stdout != "log":
                 d["stdout"] = j.stdout
+            if j.limits:
+                d["limits"] = dict(j.limits)
+            if j.secrets:
+                d["secrets"] = list(j.secrets)
+            if j.network:
+                d["network"] = True
             jobs[j.name] = d
         out: dict[str, Any] = {"name": self.name, "schedule": self.schedule, "jobs": jobs}
         if self.project:
@@ -281,6 +301,9 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         value = raw["code"]
         if not isinstance(value, str) or not value.strip():
             p.add(f"{at}.code", "expected Python source as a string")
+        elif len(value) > MAX_COMMAND or "\x00" in value:
+            # it travels as one argument of the sandboxed interpreter
+            p.add(f"{at}.code", f"at most {MAX_COMMAND} bytes and no NUL characters")
         else:
             code = value
     if "args" in raw and kind != "task":
@@ -341,6 +364,34 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         p.add(f"{at}.retries", f"expected a whole number from 0 to {MAX_RETRIES}, got {retries!r}")
         retries = 0
 
+    limits: dict[str, float] = {}
+    if "limits" in raw:
+        limits, bad = parse_limits(raw["limits"])
+        for key, message in bad:
+            p.add(f"{at}.limits" + (f".{key}" if key else ""), message)
+    secret_names: tuple[str, ...] = ()
+    secrets_raw = raw.get("secrets", [])
+    if (
+        not isinstance(secrets_raw, list)
+        or len(secrets_raw) > MAX_SECRETS
+        or not all(isinstance(n, str) and ENV_KEY_RE.match(n) for n in secrets_raw)
+    ):
+        p.add(
+            f"{at}.secrets",
+            f"expected a list of at most {MAX_SECRETS} secret names (letters, digits, _)",
+        )
+    else:
+        secret_names = tuple(dict.fromkeys(secrets_raw))
+        clash = sorted(set(secret_names) & set(env))
+        if clash:
+            p.add(f"{at}.secrets", f"also set in env: {', '.join(clash)}")
+    network = raw.get("network", False)
+    if not isinstance(network, bool):
+        p.add(f"{at}.network", f"expected true or false, got {network!r}")
+        network = False
+    elif network and kind != "code":
+        p.add(f"{at}.network", "network goes with code jobs only (other kinds are not sandboxed)")
+
     if len(p.items) > before:
         return None
     return JobSpec(
@@ -362,6 +413,9 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         outputs=outputs,
         stdout=str(stdout),
         given=frozenset(k for k in ("on", "retries") if k in raw),
+        limits=limits,
+        secrets=secret_names,
+        network=network,
     )
 
 

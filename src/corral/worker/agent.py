@@ -19,6 +19,7 @@ from corral.domain.models import Lease, Report, Upload
 from corral.worker.executor import Chunk as ExecChunk
 from corral.worker.executor import ExecSpec, Execution
 from corral.worker.link import Batch, Link
+from corral.worker.sandbox import Sandbox, find_python
 from corral.worker.task_pool import PoolOptions, TaskCall, TaskPool, TaskResult
 
 log = logging.getLogger("corral.worker")
@@ -59,6 +60,10 @@ class AgentOptions:
     long_poll: float = 20.0
     env: dict[str, str] = field(default_factory=dict)
     task_cache: str = ""  # where task sources are kept by hash ("" = $CORRAL_HOME/task-sources)
+    run_as: tuple[int, int] | None = None  # (uid, gid) jobs run as; None = the worker's own
+    bwrap: str = ""  # the bubblewrap that boxes code jobs; "" = this worker runs no code
+    hide: tuple[str, ...] = ()  # directories a sandboxed job must not see (worker state)
+    python: str = field(default_factory=find_python)  # the interpreter of code jobs
 
 
 class Agent:
@@ -309,10 +314,16 @@ class Agent:
     def _exec_spec(self, lease: Lease) -> ExecSpec:
         payload = lease.payload
         kind = payload.get("kind")
-        if kind != "command":
+        if kind not in ("command", "code") or (kind == "code" and not self.options.bwrap):
             raise ValueError(f"this worker cannot run {kind} jobs")
         env = dict(self.options.env)
         env.update(payload.get("env") or {})
+        names = payload.get("secrets") or []
+        values = payload.get("secret_values") or {}
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ValueError(f"the server holds no secret {', '.join(missing)} any more")
+        env.update({n: values[n] for n in names})
         env.update(
             {
                 "CORRAL_RUN": str(lease.run_id),
@@ -323,9 +334,17 @@ class Agent:
             }
         )
         argv = payload.get("argv")
+        box = None
+        if kind == "code":
+            argv = [self.options.python, "-c", payload["code"]]
+            box = Sandbox(self.options.bwrap, bool(payload.get("network")), self.options.hide)
         return ExecSpec(
-            command=payload.get("command"),
+            command=payload.get("command") if kind == "command" else None,
             argv=tuple(argv) if argv else None,
+            limits=payload.get("limits") or {},
+            sandbox=box,
+            user=self.options.run_as,
+            mask=tuple(values[n] for n in names),
             env=env,
             workdir_root=self.options.workdir,
             timeout=lease.timeout,

@@ -16,7 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from corral.worker.limits import Applied
+from corral.worker.limits import offer as limits_offer
+from corral.worker.masking import Masker
+from corral.worker.sandbox import Sandbox, argv_for
 
 if TYPE_CHECKING:
     from resource import struct_rusage
@@ -58,6 +63,10 @@ class ExecSpec:
     grace: float = 5.0
     log_limit: int = 16 * 1024 * 1024
     chunk_interval: float = 0.05
+    limits: Mapping[str, float] = field(default_factory=dict)  # see worker/limits.py
+    sandbox: Sandbox | None = None  # run inside bubblewrap (code jobs)
+    user: tuple[int, int] | None = None  # (uid, gid) to run as, instead of the worker's own
+    mask: tuple[str, ...] = ()  # secret values hidden in the output and the reason
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.argv is None):
@@ -109,6 +118,8 @@ class Execution:
         self._started = False
         self._finished = False
         self._pid: int | None = None
+        self._applied: Applied | None = None
+        self._masker = Masker(spec.mask)
 
     @property
     def pid(self) -> int | None:
@@ -166,6 +177,12 @@ class Execution:
             tmpdir = os.path.join(workdir, "tmp")
             try:
                 os.mkdir(tmpdir)
+                if spec.sandbox is not None:
+                    # read-only in the sandbox; empty until jobs take inputs
+                    os.mkdir(os.path.join(workdir, "inputs"))
+                if spec.user is not None:
+                    os.chown(workdir, *spec.user)
+                    os.chown(tmpdir, *spec.user)
             except OSError as exc:
                 return _not_started("failed", f"could not start: {exc}", started_at)
             if spec.inherit_env:
@@ -191,6 +208,23 @@ class Execution:
             stop = self._stop
         if stop is not None:
             return _not_started("canceled", stop[0], time.time())
+        applied = None
+        if self._spec.limits:
+            applied = Applied(self._spec.limits, limits_offer())
+            try:
+                applied.setup(f"{os.getpid()}-{os.path.basename(workdir)}", self._spec.user)
+            except OSError as exc:
+                return _not_started("failed", f"could not set limits: {exc}", time.time())
+            self._applied = applied
+        try:
+            return self._run_with(workdir, env, applied)
+        finally:
+            if applied is not None:
+                applied.cleanup()
+
+    def _run_with(self, workdir: str, env: dict[str, str], applied: Applied | None) -> ExecResult:
+        waker = self._waker
+        assert waker is not None
         out_r, out_w = os.pipe()
         try:
             err_r, err_w = os.pipe()
@@ -201,11 +235,12 @@ class Execution:
         started_at = time.time()
         started_mono = time.monotonic()
         try:
-            proc = _spawn(self._spec, env, workdir, out_w, err_w)
+            proc = _spawn(self._spec, env, workdir, out_w, err_w, applied)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(out_r)
             os.close(err_r)
-            return _not_started("failed", f"could not start: {exc}", started_at)
+            reason = self._masker.mask(f"could not start: {exc}")
+            return _not_started("failed", reason, started_at)
         finally:
             os.close(out_w)
             os.close(err_w)
@@ -227,9 +262,25 @@ class Execution:
 
 
 def _spawn(
-    spec: ExecSpec, env: dict[str, str], cwd: str, out_w: int, err_w: int
+    spec: ExecSpec,
+    env: dict[str, str],
+    cwd: str,
+    out_w: int,
+    err_w: int,
+    applied: Applied | None = None,
 ) -> subprocess.Popen[bytes]:
+    extra: dict[str, Any] = {}
+    if spec.user is not None:
+        # no vfork fast path for these, so only jobs that ask pay for it
+        extra = {"user": spec.user[0], "group": spec.user[1], "extra_groups": []}
+    # wrapped or boxed, an exec failure shows only as the wrapper's exit: let the shell decide
+    direct = spec.sandbox is None and applied is None
+
     def start(argv: list[str]) -> subprocess.Popen[bytes]:
+        if spec.sandbox is not None:
+            argv = argv_for(spec.sandbox, cwd, os.path.join(cwd, "inputs"), argv)
+        if applied is not None:
+            argv = applied.wrap(argv)
         return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -239,13 +290,14 @@ def _spawn(
             env=env,
             close_fds=True,
             start_new_session=True,
+            **extra,
         )
 
     if spec.argv is not None:
         return start(list(spec.argv))
     command = spec.command or ""
     shell = ["/bin/sh", "-c", command]
-    if _PLAIN_COMMAND.fullmatch(command):
+    if direct and _PLAIN_COMMAND.fullmatch(command):
         words = command.split()
         if words and "=" not in words[0] and words[0] not in _SHELL_WORDS:
             try:
@@ -258,10 +310,11 @@ def _spawn(
 
 
 class _Stream:
-    __slots__ = ("buf", "decoder", "first_ts", "flush_at", "name")
+    __slots__ = ("buf", "decoder", "first_ts", "flush_at", "masker", "name")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, mask: tuple[str, ...] = ()) -> None:
         self.name = name
+        self.masker = Masker(mask)
         self.decoder = _UTF8_DECODER(errors="replace")
         self.buf = bytearray()
         self.first_ts = 0.0
@@ -309,7 +362,12 @@ class _Loop:
         self.total = 0
         self.kept = 0
         self.truncated = False
-        self.streams: dict[int, _Stream] = {out_r: _Stream("stdout"), err_r: _Stream("stderr")}
+        self.applied = owner._applied
+        mask = spec.mask
+        self.streams: dict[int, _Stream] = {
+            out_r: _Stream("stdout", mask),
+            err_r: _Stream("stderr", mask),
+        }
         self.sel: selectors.BaseSelector = _new_selector()
         for fd in self.streams:
             os.set_blocking(fd, False)
@@ -440,6 +498,8 @@ class _Loop:
         # The exited leader is still a zombie, so its pid cannot have been reused and the group id
         # is still ours: kill every remaining member now, before reaping frees the id.
         _killpg(self.pid, signal.SIGKILL)
+        if self.applied is not None:
+            self.applied.kill_all()  # members that left the group (setsid) are still in these
         try:
             _, status, rusage = os.wait4(self.pid, 0)
         except ChildProcessError:
@@ -502,6 +562,10 @@ class _Loop:
     def _flush(self, stream: _Stream, final: bool) -> None:
         text = stream.decoder.decode(stream.buf, final)
         stream.buf.clear()
+        if stream.masker:
+            text = stream.masker.feed(text)
+            if final:
+                text += stream.masker.flush()
         if text:
             self.emit(Chunk(stream.name, stream.first_ts, text))
 
@@ -547,7 +611,20 @@ class _Loop:
             outcome, reason = "failed", f"exit {code}"
         else:
             outcome, reason = "failed", f"killed by signal {-code} ({_signame(-code)})"
+        applied = self.applied
+        if applied is not None and outcome in ("failed", "passed"):
+            cpu = 0.0 if self.rusage is None else self.rusage.ru_utime + self.rusage.ru_stime
+            hit = applied.explain(code, cpu, self.owner._spec.sandbox is not None)
+            if hit is not None:
+                text, killed = hit
+                outcome = "failed"
+                reason = text if killed else f"{reason}; {text}"
+        reason = self.owner._masker.mask(reason)
         resources: dict[str, float] = {"wall_s": self.finished_mono - self.started_mono}
+        if applied is not None:
+            resources.update(applied.resources())
+        if self.owner._spec.sandbox is not None:
+            resources["pid_namespace"] = 1.0
         ru = self.rusage
         if ru is not None:
             maxrss = float(ru.ru_maxrss)
