@@ -18,6 +18,7 @@ from corral.config import Settings
 from corral.coordinator import Coordinator
 from corral.domain.labels import parse_labels
 from corral.domain.runspec import parse_toml
+from corral.objects.backend import S3Options, open_backend
 from corral.store import Store
 from corral.store.wakeups import PgWakeups
 from corral.sweeper import sweep_forever
@@ -52,9 +53,18 @@ class Server:
         sys.setswitchinterval(0.0005)
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
+        s3 = S3Options(
+            settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_region
+        )
+        self.objects = open_backend(settings.objects, settings.home, s3)
+        self.objects.check()
         self.store = Store(settings.db_url, retry_backoff=settings.retry_backoff)
         self.coordinator = Coordinator(
-            self.store, lease_ttl=settings.lease_ttl, offline_after=settings.offline_after
+            self.store,
+            lease_ttl=settings.lease_ttl,
+            offline_after=settings.offline_after,
+            objects=self.objects,
+            max_object_size=settings.max_object_size,
         )
         self.new_admin_token = ensure_admin_token(self.store, settings.token_file)
         self.wakeups: PgWakeups | None = None

@@ -41,6 +41,11 @@ from corral.errors import CorralError
 )
 @click.option("--tls-cert", default=None, type=click.Path(dir_okay=False))
 @click.option("--tls-key", default=None, type=click.Path(dir_okay=False))
+@click.option(
+    "--objects",
+    default=None,
+    help="Where objects go: a directory or s3://bucket[/prefix] [default: $CORRAL_HOME/objects].",
+)
 @click.option("--demo", is_flag=True, default=None, help="Submit an example run at start.")
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve_cmd(config_file: str | None, **flags: Any) -> None:
@@ -66,7 +71,7 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
     url = f"{scheme}://{settings.host}:{settings.port}"
     out.print(
         f"corral serving on [bold]{url}[/] — store {_safe(settings.db_url)}, "
-        f"local worker {settings.slots} slots"
+        f"local worker {settings.slots} slots, objects {server.objects.describe()}"
     )
     if server.new_admin_token:
         out.print(f"admin token written to {settings.token_file} (mode 0600)")
