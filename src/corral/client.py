@@ -421,8 +421,10 @@ class Client:
             ) from None
         if response.status_code >= 400:
             # a HEAD answer has no body to name the problem
-            error = _BY_STATUS.get(response.status_code, CorralError)
-            raise error(f"sha256:{sha}: the server answered {response.status_code}")
+            status = response.status_code
+            if status == 404:
+                raise NotFound(f"no object sha256:{sha}")
+            raise _BY_STATUS.get(status, CorralError)(f"sha256:{sha}: the server answered {status}")
         return ObjectRef(sha, int(response.headers["content-length"]))
 
     @contextlib.contextmanager

@@ -81,7 +81,7 @@ def get_cmd(sha: str, output: str | None, **conn: Any) -> None:
             sink.write(chunk)
         sink.flush()
         return
-    size = client.stat(sha).size
+    size = client.stat(sha).size if err.is_terminal else None  # for the bar only
     with _progress(f"get {Path(output).name}", size) as progress:
         ref = client.get_file(sha, output, progress=progress)
     err.print(f"{output}: {ref.size} bytes")
