@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from object_helpers import sha, stored
@@ -103,8 +104,8 @@ def test_two_writers_of_one_blob_keep_one_copy(object_backend: ObjectBackend) ->
     assert b"".join(object_backend.read(sha(data))) == data
 
 
-def test_directory_blobs_are_read_only_files_under_their_hash(tmp_path: os.PathLike[str]) -> None:
-    backend = DirectoryBackend(tmp_path / "objects")  # type: ignore[operator]
+def test_directory_blobs_are_read_only_files_under_their_hash(tmp_path: Path) -> None:
+    backend = DirectoryBackend(tmp_path / "objects")
     data = b"hello"
     upload(backend, data)
     path = backend.path(sha(data))
