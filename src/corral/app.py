@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral import metrics
-from corral.api import runs, tasks, tokens, workers
+from corral.api import objects, runs, tasks, tokens, workers
 from corral.api.limits import BodyLimit
 from corral.coordinator import Coordinator
 from corral.errors import CorralError, InvalidInput, InvalidRunSpec
@@ -37,7 +37,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.coordinator = coordinator
-    for router in (runs.router, workers.router, tokens.router, tasks.router):
+    for router in (runs.router, workers.router, tokens.router, tasks.router, objects.router):
         # the routes themselves, not an included router: FastAPI resolves an included
         # router's routes again on every request, which costs more than most handlers
         app.router.routes.extend(router.routes)
@@ -96,5 +96,6 @@ def create_app(
             headers=getattr(exc, "headers", None),
         )
 
-    app.add_middleware(BodyLimit, max_body=max_body)
+    # objects are streamed in under a cap of their own (max_object_size), never buffered
+    app.add_middleware(BodyLimit, max_body=max_body, exempt=("/api/v1/objects/",))
     return app

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import random
+import secrets
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from corral.errors import (
     Conflict,
     CorralError,
     Forbidden,
+    HashMismatch,
     InvalidInput,
     InvalidRunSpec,
     LeaseLost,
@@ -26,6 +31,9 @@ from corral.errors import (
     Unauthorized,
 )
 from corral.handles import RunHandle
+from corral.objects.names import check_name, parse_sha256
+
+OBJECT_CHUNK = 1024 * 1024
 
 _BY_STATUS: dict[int, type[CorralError]] = {
     401: Unauthorized,
@@ -165,6 +173,18 @@ def _decode(response: httpx.Response) -> Any:
     raise _BY_STATUS.get(status, CorralError)(message)
 
 
+@dataclass(frozen=True)
+class ObjectRef:
+    """An object as uploaded: its hash, its size, and the name it goes by (if any)."""
+
+    sha256: str
+    size: int
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return f"sha256:{self.sha256}"
+
+
 class Client:
     """The Python client of corral: submit runs, wait for them, read jobs and logs.
 
@@ -301,3 +321,144 @@ class Client:
 
     def revoke_token(self, token_id: int) -> None:
         self.http.request("DELETE", f"/api/v1/tokens/{token_id}")
+
+    # -- objects -------------------------------------------------------------------------
+
+    def put(self, data: bytes, name: str | None = None) -> ObjectRef:
+        """Upload bytes as an object of this client's project (or the token's)."""
+        if name is not None:
+            check_name(name)
+        sha = hashlib.sha256(data).hexdigest()
+        size = self._put(sha, len(data), data)
+        return ObjectRef(sha, size, name)
+
+    def put_file(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ObjectRef:
+        """Upload a file as an object, streamed: read once to hash it, once to send it.
+        `progress` is called with the number of bytes sent at each chunk."""
+        path = Path(path)
+        name = path.name if name is None else name
+        check_name(name)
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(OBJECT_CHUNK):
+                digest.update(chunk)
+            size = f.tell()
+        sha = digest.hexdigest()
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as f:
+                while chunk := f.read(OBJECT_CHUNK):
+                    if progress is not None:
+                        progress(len(chunk))
+                    yield chunk
+
+        self._put(sha, size, chunks())
+        return ObjectRef(sha, size, name)
+
+    def _put(self, sha: str, size: int, content: bytes | Iterator[bytes]) -> int:
+        try:
+            response = self.http.http.put(
+                f"/api/v1/objects/{sha}",
+                content=content,
+                params=self._params(),
+                headers={"content-length": str(size), "content-type": "application/octet-stream"},
+            )
+        except httpx.TransportError as exc:
+            raise Unreachable(
+                f"cannot reach {self.http.url}: {exc or type(exc).__name__}"
+            ) from None
+        if response.status_code >= 500:
+            raise Unreachable(
+                f"{self.http.url} answered {response.status_code}: {_message(response)}"
+            )
+        return int(_decode(response)["size"])
+
+    def get(self, sha: str) -> bytes:
+        """The bytes of an object the project may read."""
+        return b"".join(self.stream(sha))
+
+    def stream(self, sha: str) -> Iterator[bytes]:
+        """The bytes of an object in chunks; the hash is checked when the last has come
+        (HashMismatch then, so a consumer must not trust the bytes before the end)."""
+        sha = parse_sha256(sha)
+        digest = hashlib.sha256()
+        with self._get_stream(sha) as response:
+            for chunk in response.iter_bytes(OBJECT_CHUNK):
+                digest.update(chunk)
+                yield chunk
+        _check_hash(sha, digest.hexdigest())
+
+    def get_file(
+        self,
+        sha: str,
+        path: str | os.PathLike[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> ObjectRef:
+        """Stream an object to `path`: into a temporary file beside it, renamed when whole
+        and checked, so `path` never holds part of an object."""
+        path = Path(path)
+        size = 0
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+        # created here, not by mkstemp: the file gets the usual mode for the user's umask
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in self.stream(sha):
+                    f.write(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        return ObjectRef(parse_sha256(sha), size, path.name)
+
+    def stat(self, sha: str) -> ObjectRef:
+        """An object's size, if the project may read it (NotFound otherwise)."""
+        sha = parse_sha256(sha)
+        try:
+            response = self.http.http.head(f"/api/v1/objects/{sha}", params=self._params())
+        except httpx.TransportError as exc:
+            raise Unreachable(
+                f"cannot reach {self.http.url}: {exc or type(exc).__name__}"
+            ) from None
+        if response.status_code >= 400:
+            # a HEAD answer has no body to name the problem
+            status = response.status_code
+            if status == 404:
+                raise NotFound(f"no object sha256:{sha}")
+            raise _BY_STATUS.get(status, CorralError)(f"sha256:{sha}: the server answered {status}")
+        return ObjectRef(sha, int(response.headers["content-length"]))
+
+    @contextlib.contextmanager
+    def _get_stream(self, sha: str) -> Iterator[httpx.Response]:
+        try:
+            with self.http.http.stream(
+                "GET", f"/api/v1/objects/{sha}", params=self._params()
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    if response.status_code >= 500:
+                        raise Unreachable(
+                            f"{self.http.url} answered {response.status_code}: {_message(response)}"
+                        )
+                    _decode(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise Unreachable(
+                f"cannot reach {self.http.url}: {exc or type(exc).__name__}"
+            ) from None
+
+
+def _check_hash(expected: str, actual: str) -> None:
+    if actual != expected:
+        raise HashMismatch(expected, actual)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from corral.domain.durations import parse_duration
 from corral.errors import ConfigError
+from corral.objects.backend import url_problems
 
 DEFAULT_SERVER = "http://127.0.0.1:8765"
 TOKEN_FILE = "token"
@@ -42,6 +43,12 @@ class Settings:
     demo: bool = False
     log_level: str = "info"
     tasks: tuple[str, ...] = ()  # directories of task files (`@corral.task`)
+    objects: str = ""  # "" = the directory `objects` under home; or a path, or s3://bucket[/prefix]
+    max_object_size: int = 5 * 1024**3
+    s3_endpoint: str = ""  # "" = AWS; e.g. http://127.0.0.1:8333 for SeaweedFS or MinIO
+    s3_access_key: str = ""  # "" = boto3's own search (AWS_* variables, ~/.aws)
+    s3_secret_key: str = field(default="", repr=False)
+    s3_region: str = ""
 
     @property
     def db_url(self) -> str:
@@ -114,6 +121,9 @@ def load(
     for d in settings.tasks:
         if not Path(d).expanduser().is_dir():
             problems.append(f"tasks: no such directory {d}")
+    problems.extend(url_problems(settings.objects))
+    if settings.max_object_size <= 0:
+        problems.append(f"max_object_size: {settings.max_object_size} is not a size in bytes")
     if problems:
         raise ConfigError(problems)
     return settings

@@ -4,9 +4,8 @@ all call these, so rules about who may do what and what wakes whom live here onl
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from corral import events
@@ -26,13 +25,26 @@ from corral.domain.models import (
 )
 from corral.domain.runspec import KINDS, NAME_RE, RunSpec
 from corral.domain.states import JobState
-from corral.errors import Forbidden, InvalidInput, InvalidRunSpec, LeaseLost, NotFound, Unauthorized
+from corral.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    InvalidRunSpec,
+    LeaseLost,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from corral.events import Hub
+from corral.objects.backend import ObjectBackend
+from corral.objects.names import parse_sha256
+from corral.objects.upload import ObjectUpload
 from corral.registry import Registry
 from corral.scheduler.placement import expand, why_waiting
 from corral.secrets import Secrets
 from corral.store import Store
 from corral.store.leases import Ended
+from corral.store.objects import ObjectRow
 
 WORKER_NAME_RE = NAME_RE
 # How long a token or project read from the store is trusted without reading it again; a
@@ -41,7 +53,7 @@ CACHE_SECONDS = 2.0
 # A worker whose lease came back short is not asked again until the queue moves, or this long
 # has passed (a retry's back-off ends, or another coordinator's wake-up went astray).
 RECHECK_EMPTY = 1.0
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_OBJECT_SIZE = 5 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -63,9 +75,13 @@ class Coordinator:
         offline_after: float = 60.0,
         registry: Registry | None = None,
         secrets: Secrets | None = None,
+        objects: ObjectBackend | None = None,
+        max_object_size: int = MAX_OBJECT_SIZE,
     ) -> None:
         self.store = store
         self.secrets = secrets or Secrets()
+        self.blobs = objects
+        self.max_object_size = max_object_size
         self.hub = hub or Hub()
         self.registry = registry or Registry()
         self.lease_ttl = lease_ttl
@@ -135,6 +151,53 @@ class Coordinator:
         self.store.tokens.revoke(token_id)
         self._principals.clear()  # revoked here means revoked now (other coordinators: soon)
 
+    # -- objects -------------------------------------------------------------------------
+
+    def begin_upload(
+        self, who: Principal, sha256: str, project: str | None = None, size: int | None = None
+    ) -> tuple[Project, ObjectUpload]:
+        """Check who may upload where and the declared size, before a byte is read."""
+        sha256 = parse_sha256(sha256)
+        proj = self._project(project or who.project or "default")
+        who.require_read(proj.id)
+        if who.kind not in ("admin", "submitter"):
+            raise Forbidden(f"a {who.kind} token cannot upload objects")
+        if size is not None and size > self.max_object_size:
+            raise PayloadTooLarge(
+                f"an object may be at most {self.max_object_size} bytes, not {size}"
+            )
+        return proj, ObjectUpload(self._blobs(), sha256, self.max_object_size)
+
+    def finish_upload(self, proj: Project, upload: ObjectUpload) -> ObjectRow:
+        """Check the hash, store the blob, and only then record it and grant it to the project."""
+        size = upload.finish()
+        return self.store.objects.record(upload.sha256, size, proj.id)
+
+    def find_object(self, who: Principal, sha256: str, project: str | None = None) -> ObjectRow:
+        """An object the caller may read; 404 whether it is missing or only not theirs."""
+        sha256 = parse_sha256(sha256)
+        ids = who.visible_projects()
+        if project:
+            proj = self._project(project)
+            if ids is not None and proj.id not in ids:
+                raise NotFound(f"no object sha256:{sha256}")
+            ids = [proj.id]
+        row = self.store.objects.readable(sha256, ids)
+        if row is None:
+            raise NotFound(f"no object sha256:{sha256}")
+        return row
+
+    def object_bytes(
+        self, row: ObjectRow, start: int = 0, end: int | None = None
+    ) -> Iterator[bytes]:
+        """The bytes of an object found with `find_object`, streamed in chunks."""
+        return self._blobs().read(row.sha256, start, row.size if end is None else end)
+
+    def _blobs(self) -> ObjectBackend:
+        if self.blobs is None:
+            raise Conflict("this coordinator keeps no objects")
+        return self.blobs
+
     # -- runs ----------------------------------------------------------------------------
 
     def submit(self, who: Principal, spec: RunSpec, project: str | None = None) -> Run:
@@ -192,8 +255,7 @@ class Coordinator:
         """A task file's source by content hash, for workers (and admins)."""
         if who.kind != "worker":
             who.require_admin()
-        if not SHA256_RE.match(sha256):
-            raise InvalidInput("expected 64 lowercase hex digits", "sha256")
+        sha256 = parse_sha256(sha256)
         source = self.registry.source(sha256)
         if source is None:
             raise NotFound(f"no task source with sha256 {sha256}")

@@ -2,13 +2,15 @@
 
 CorralError
 ├── InvalidInput          bad input: names the field path (422, or 400 for bodies)
-│   └── InvalidRunSpec    a run spec that does not parse or validate
+│   ├── InvalidRunSpec    a run spec that does not parse or validate
+│   └── HashMismatch      uploaded bytes whose sha256 is not the one named (400)
 ├── NotFound              no such run, job, worker, token or project (404)
 ├── Unauthorized          missing or unknown token (401)
 ├── Forbidden             the token may not do this (403)
 ├── Conflict              the request fights the current state (409)
 │   └── LeaseLost         a lease token that is not the current one (409)
 ├── PayloadTooLarge       a body over the configured cap (413)
+├── RangeNotSatisfiable   a byte range past the end of an object (416)
 └── ConfigError           configuration problems, all of them at once
 """
 
@@ -50,6 +52,20 @@ class InvalidRunSpec(InvalidInput):
             self.args = (self.message,)
 
 
+class HashMismatch(InvalidInput):
+    """The bytes uploaded under a sha256 hash to another one; nothing was stored."""
+
+    status = 400
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(
+            f"the body hashes to sha256:{actual}, not to sha256:{expected} named in the path",
+            "sha256",
+        )
+        self.expected = expected
+        self.actual = actual
+
+
 class NotFound(CorralError):
     status = 404
 
@@ -72,6 +88,16 @@ class LeaseLost(Conflict):
 
 class PayloadTooLarge(CorralError):
     status = 413
+
+
+class RangeNotSatisfiable(CorralError):
+    """A byte range no part of the object meets; `size` is the object's, for Content-Range."""
+
+    status = 416
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class ConfigError(CorralError):

@@ -18,6 +18,7 @@ from corral.config import Settings
 from corral.coordinator import Coordinator
 from corral.domain.labels import parse_labels
 from corral.domain.runspec import parse_toml
+from corral.objects.backend import S3Options, open_backend
 from corral.registry import Registry
 from corral.secrets import Secrets
 from corral.store import Store
@@ -54,6 +55,11 @@ class Server:
         sys.setswitchinterval(0.0005)
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
+        s3 = S3Options(
+            settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_region
+        )
+        self.objects = open_backend(settings.objects, settings.home, s3)
+        self.objects.check()
         self.store = Store(settings.db_url, retry_backoff=settings.retry_backoff)
         self.registry = Registry([Path(d).expanduser().absolute() for d in settings.tasks])
         self.coordinator = Coordinator(
@@ -62,6 +68,8 @@ class Server:
             offline_after=settings.offline_after,
             registry=self.registry,
             secrets=secrets,
+            objects=self.objects,
+            max_object_size=settings.max_object_size,
         )
         self.new_admin_token = ensure_admin_token(self.store, settings.token_file)
         self.wakeups: PgWakeups | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from corral.cli.fleet import drain_cmd, workers_cmd
+from corral.cli.objects import get_cmd, put_cmd
 from corral.cli.runs import cancel_cmd, logs_cmd, rerun_cmd, run_cmd, status_cmd, submit_cmd
 from corral.cli.serve import serve_cmd, worker_cmd
 from corral.cli.tokens import token_group
@@ -28,6 +29,8 @@ for command in (
     workers_cmd,
     drain_cmd,
     token_group,
+    put_cmd,
+    get_cmd,
 ):
     cli.add_command(command)
 

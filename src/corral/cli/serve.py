@@ -48,6 +48,11 @@ from corral.errors import CorralError
     type=click.Path(file_okay=False),
     help="A directory of task files with @corral.task functions (repeatable).",
 )
+@click.option(
+    "--objects",
+    default=None,
+    help="Where objects go: a directory or s3://bucket[/prefix] [default: $CORRAL_HOME/objects].",
+)
 @click.option("--demo", is_flag=True, default=None, help="Submit an example run at start.")
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve_cmd(config_file: str | None, **flags: Any) -> None:
@@ -78,7 +83,7 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
     url = f"{scheme}://{settings.host}:{settings.port}"
     out.print(
         f"corral serving on [bold]{url}[/] — store {_safe(settings.db_url)}, "
-        f"local worker {settings.slots} slots"
+        f"local worker {settings.slots} slots, objects {server.objects.describe()}"
     )
     if server.new_admin_token:
         out.print(f"admin token written to {settings.token_file} (mode 0600)")

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 STDOUTS = ("log", "object")
 MAX_PATH = 1024
 MAX_PART = 255
@@ -39,19 +39,21 @@ def path_problem(path: object, *, glob: bool = False) -> str | None:
     """Why `path` is not a safe relative path (None if it is): no absolute paths, no `..`, no
     empty parts, no NUL or control characters; glob characters only where `glob` allows them."""
     if not isinstance(path, str) or not path:
-        return "expected a relative path"
-    if len(path.encode()) > MAX_PATH:
-        return f"at most {MAX_PATH} bytes"
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
-        return "no control characters (NUL, newline, ...)"
-    if path.startswith("/") or "\\" in path:
-        return "a relative path with / between parts (not absolute, no backslashes)"
-    parts = path.split("/")
-    for part in parts:
+        return "expected a relative path, not an empty one"
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH:
+        return f"a name may be at most {MAX_PATH} bytes long"
+    bad = next((c for c in path if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        return f"a name may not contain control characters (found {bad!r})"
+    if "\\" in path:
+        return "a name may not contain a backslash"
+    if path.startswith("/"):
+        return "a name must be a relative path"
+    for part in path.split("/"):
         if part in ("", ".", ".."):
-            return "no empty, '.' or '..' parts"
-        if len(part.encode()) > MAX_PART:
-            return f"each part at most {MAX_PART} bytes"
+            return "a name may not have empty, '.' or '..' parts"
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_PART:
+            return f"each part of a name may be at most {MAX_PART} bytes long"
     if not glob and _GLOB_CHARS & set(path):
         return "no glob characters (* ? [ ]) here"
     return None
@@ -60,7 +62,7 @@ def path_problem(path: object, *, glob: bool = False) -> str | None:
 def parse_sha256(value: str) -> str | None:
     """The hex digest of `sha256:<hex>` or `<hex>` (lowercase, 64 characters); None otherwise."""
     digest = value[len("sha256:") :] if value.startswith("sha256:") else value
-    return digest if SHA256_RE.match(digest) else None
+    return digest if SHA256_RE.fullmatch(digest) else None
 
 
 def parse_inputs(raw: object, add: Any, at: str) -> tuple[Input, ...]:
