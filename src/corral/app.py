@@ -15,6 +15,7 @@ from corral import metrics
 from corral.api import runs, tokens, workers
 from corral.api.limits import BodyLimit
 from corral.coordinator import Coordinator
+from corral.dashboard import routes as dashboard
 from corral.errors import CorralError, InvalidInput, InvalidRunSpec
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -96,5 +97,6 @@ def create_app(
             headers=getattr(exc, "headers", None),
         )
 
+    dashboard.mount(app)
     app.add_middleware(BodyLimit, max_body=max_body)
     return app

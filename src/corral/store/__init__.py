@@ -6,6 +6,7 @@ from corral.store.engine import Database
 from corral.store.leases import Leases
 from corral.store.logs import Logs
 from corral.store.migrate import upgrade
+from corral.store.pages import Pages
 from corral.store.projects import Projects
 from corral.store.runs import Runs
 from corral.store.tokens import Tokens
@@ -25,6 +26,7 @@ class Store:
         self.logs = Logs(self.db)
         self.workers = Workers(self.db)
         self.tokens = Tokens(self.db)
+        self.pages = Pages(self.db)
 
     def close(self) -> None:
         self.db.dispose()
