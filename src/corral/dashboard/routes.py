@@ -446,7 +446,7 @@ async def job_page(request: Request, run_id: int, label: str) -> Response:
         lines = log.feed(chunks)
         cursor = chunks[-1].seq if chunks else -1
     path = _job_path(run_id, ctx["job"].label)
-    query = {"after": cursor, "err": int(log.found_error)}
+    query = {"after": cursor, "err": int(log.found_error), "shown": attempt.id if attempt else 0}
     if number is not None:
         query["attempt"] = number
     return render(
@@ -455,7 +455,7 @@ async def job_page(request: Request, run_id: int, label: str) -> Response:
         lines=lines,
         truncated=truncated,
         path=path,
-        stream=f"{path}/stream?{urlencode(query)}" if not truncated else "",
+        log_stream=f"{path}/stream?{urlencode(query)}" if not truncated else "",
         found_error=log.found_error,
         page="runs",
     )
@@ -487,6 +487,8 @@ async def job_stream(request: Request, run_id: int, label: str) -> Response:
         nonlocal after
         ctx = await call(request, _job_context, coord, me, run_id, label, number)
         attempt = ctx["attempt"]
+        if attempt is not None and params.get("shown") != str(attempt.id):
+            attempt = None  # it began after the page was drawn: switch to it below
         log = views.LogView(found_error=params.get("err") == "1")
         run_topic = events.run_topic(run_id)
         seen_run = coord.hub.version(run_topic)
@@ -511,14 +513,17 @@ async def job_stream(request: Request, run_id: int, label: str) -> Response:
                 if number is None and ctx["attempt"] is not None and (
                     attempt is None or ctx["attempt"].id != attempt.id
                 ):
-                    # a new attempt began (or the first): the page shows the newest one
-                    yield _event("reload", {})
-                    return
+                    # a new attempt began (or the first): the page follows the newest one
+                    attempt, after, log = ctx["attempt"], -1, views.LogView()
+                    title = fragment("_log_title.html", **ctx, path=_job_path(run_id, label))
+                    yield _event("replace", {"target": "log-title", "html": title})
+                    yield _event("replace", {"target": "log", "html": ""})
                 yield _event(
                     "replace", {"target": "job-live", "html": fragment("_job.html", **ctx)}
                 )
             await coord.hub.wait_async(topic, version, 1.0)
-        yield _event("bye", {"after": after, "err": int(log.found_error)})
+        shown = attempt.id if attempt else 0
+        yield _event("bye", {"after": after, "err": int(log.found_error), "shown": shown})
 
     return await _stream(request, changes)
 

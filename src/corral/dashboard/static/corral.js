@@ -21,7 +21,6 @@ function listen(url, onBye) {
   for (const kind of ["replace", "append"]) {
     source.addEventListener(kind, (e) => applyEvent(kind, JSON.parse(e.data)));
   }
-  source.addEventListener("reload", () => { source.close(); window.location.reload(); });
   source.addEventListener("gone", () => source.close());
   source.addEventListener("bye", (e) => {
     // the server ends streams after a while: open the next one where this one stopped
@@ -40,6 +39,7 @@ function streamLog(url) {
     const next = new URL(url, window.location.href);
     next.searchParams.set("after", state.after);
     next.searchParams.set("err", state.err);
+    next.searchParams.set("shown", state.shown);
     streamLog(next.pathname + next.search);
   });
 }
