@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from acceptance_helpers import Cluster, Procs, wait_until
+from acceptance_helpers import Cluster, Procs
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
@@ -92,7 +92,7 @@ def test_a_person_follows_a_live_log_cancels_and_reruns(
 ) -> None:
     dash.worker("dash-w1", {"dash": "1"}, slots=2)
     page = open_page(browser, dash)
-    page.screenshot(path=str(shots / "login-runs-empty.png"))
+    page.screenshot(path=str(shots / "runs-empty.png"))
     slow = "for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 0.4; done; echo done >&2"
     run = dash.submit(
         {
@@ -118,7 +118,7 @@ def test_a_person_follows_a_live_log_cancels_and_reruns(
     dash.wait_job(long["id"], "sleepy", ("running",))
     page.goto(f"{dash.url}/runs/{long['id']}")
     page.locator("#run-live h1 .badge.st-running").wait_for()
-    page.screenshot(path=str(shots / "run.png"), full_page=True)
+    page.screenshot(path=str(shots / "run-live.png"), full_page=True)
     page.click("text=Cancel run")
     page.locator("h1 .badge.st-canceled").wait_for()
     assert dash.run(long["id"])["state"] == "canceled"
@@ -126,19 +126,21 @@ def test_a_person_follows_a_live_log_cancels_and_reruns(
     page.locator("h1 .badge.st-running, h1 .badge.st-queued").first.wait_for()
     dash.wait_job(long["id"], "sleepy", ("running",))
     page.locator("h1 .badge.st-running").wait_for()  # the page follows the rerun by itself
-    page.click("text=Cancel run")
-    page.locator("h1 .badge.st-canceled").wait_for()
 
-    page.goto(f"{dash.url}/runs")
-    page.locator(f"a[href='/runs/{long['id']}']").wait_for()
-    page.screenshot(path=str(shots / "runs.png"), full_page=True)
     page.goto(f"{dash.url}/workers")
-    page.get_by_text("dash-w1").wait_for()
+    page.locator(f"#workers-live a[href='/runs/{long['id']}/jobs/sleepy']").wait_for()
     page.screenshot(path=str(shots / "workers.png"), full_page=True)
     page.click("#workers-live button:has-text('Drain')")
     page.locator("#workers-live .badge.st-draining").wait_for()
     page.click("#workers-live button:has-text('Resume')")
     page.locator("#workers-live .badge.st-online").wait_for()
+
+    page.goto(f"{dash.url}/runs/{long['id']}")
+    page.click("text=Cancel run")
+    page.locator("h1 .badge.st-canceled").wait_for()
+    page.goto(f"{dash.url}/runs")
+    page.locator(f"a[href='/runs/{long['id']}']").wait_for()
+    page.screenshot(path=str(shots / "runs.png"), full_page=True)
     page.context.close()
 
 
@@ -168,6 +170,10 @@ def test_the_matrix_shows_three_runs(dash: Cluster, browser: Any, shots: Path) -
     assert page.locator("td.cell.st-failed").count() == 1
     assert page.locator("td.cell.st-skipped").count() == 1
     page.screenshot(path=str(shots / "matrix.png"), full_page=True)
+    page.goto(f"{dash.url}/runs/{ids[1]}")
+    page.locator("h1 .badge.st-failed").wait_for()
+    page.screenshot(path=str(shots / "run.png"), full_page=True)
+    page.goto(f"{dash.url}/matrix?name=nightly")
     page.click(f"a[href='/runs/{ids[1]}/jobs/test']")
     page.wait_for_url(f"{dash.url}/runs/{ids[1]}/jobs/test")
     page.locator("#job-live .badge.st-failed").first.wait_for()

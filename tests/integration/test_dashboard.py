@@ -75,7 +75,7 @@ def test_login_sets_a_strict_httponly_cookie(
     )
     assert answer.status_code == 303
     assert answer.headers["location"] == "/runs"  # never to another site
-    cookie = [c for c in answer.headers.get_list("set-cookie") if c.startswith(COOKIE)][0]
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(COOKIE))
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie  # plain HTTP here; over TLS it is Secure
     assert secret not in cookie
@@ -259,9 +259,7 @@ def test_run_matrix_and_job_pages_show_what_people_ask(
     assert app_client.get(f"/runs/{runs[0].id}/jobs/build?attempt=x").status_code == 422
 
 
-def test_runs_are_paged_by_id(
-    app_client: TestClient, coord: Coordinator, admin: Principal
-) -> None:
+def test_runs_are_paged_by_id(app_client: TestClient, coord: Coordinator, admin: Principal) -> None:
     for i in range(55):
         coord.submit(admin, spec({"a": {"command": "true"}}, name=f"r{i}"))
     login(app_client, coord.create_token(admin, "admin")[1])

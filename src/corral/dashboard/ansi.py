@@ -22,10 +22,24 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 _NAMES = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "white")
 # The xterm palette for the 256-colour codes 0-15.
-_BASIC = (
-    "000000 cd3131 0dbc79 e5e510 2472c8 bc3fbc 11a8cd e5e5e5 "
-    "666666 f14c4c 23d18b f5f543 3b8eea d670d6 29b8db ffffff"
-).split()
+_BASIC = [
+    "000000",
+    "cd3131",
+    "0dbc79",
+    "e5e510",
+    "2472c8",
+    "bc3fbc",
+    "11a8cd",
+    "e5e5e5",
+    "666666",
+    "f14c4c",
+    "23d18b",
+    "f5f543",
+    "3b8eea",
+    "d670d6",
+    "29b8db",
+    "ffffff",
+]
 
 
 def _palette(n: int) -> str:

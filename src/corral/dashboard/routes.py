@@ -214,9 +214,7 @@ def _login_page(request: Request, next: str | None, error: str, status: int) -> 
     import secrets
 
     value = secrets.token_urlsafe(24)
-    response = render(
-        "login.html", status, csrf=value, next=safe_next(next), error=error, me=None
-    )
+    response = render("login.html", status, csrf=value, next=safe_next(next), error=error, me=None)
     response.set_cookie(
         LOGIN_COOKIE,
         value,
@@ -510,8 +508,10 @@ async def job_stream(request: Request, run_id: int, label: str) -> Response:
                 first = False
                 seen_run = run_version
                 ctx = await call(request, _job_context, coord, me, run_id, label, number)
-                if number is None and ctx["attempt"] is not None and (
-                    attempt is None or ctx["attempt"].id != attempt.id
+                if (
+                    number is None
+                    and ctx["attempt"] is not None
+                    and (attempt is None or ctx["attempt"].id != attempt.id)
                 ):
                     # a new attempt began (or the first): the page follows the newest one
                     attempt, after, log = ctx["attempt"], -1, views.LogView()
@@ -536,9 +536,7 @@ async def raw_log(request: Request, run_id: int, label: str) -> Response:
     number = _parse_attempt(request.query_params.get("attempt"))
     ctx = await call(request, _job_context, coord, me, run_id, label, number)
     attempt = ctx["attempt"]
-    chunks = (
-        await run_in_threadpool(_read_log, coord, attempt.id, -1, 10**9) if attempt else []
-    )
+    chunks = await run_in_threadpool(_read_log, coord, attempt.id, -1, 10**9) if attempt else []
     body = "".join(c.data for c in chunks)
     name = f"run{run_id}-{ctx['job'].label}-attempt{attempt.number if attempt else 0}.log"
     safe_name = "".join(ch if ch.isalnum() or ch in "-_.[]" else "_" for ch in name)
@@ -687,9 +685,7 @@ async def _wakeups(
         await coord.hub.wait_async(topic(), version, min(every, deadline - time.monotonic()))
 
 
-async def _stream(
-    request: Request, changes: Callable[[Viewer], AsyncIterator[str]]
-) -> Response:
+async def _stream(request: Request, changes: Callable[[Viewer], AsyncIterator[str]]) -> Response:
     """An SSE response; the login and the first read are checked before it starts, so a page
     of another project answers 404 here as everywhere."""
     try:
