@@ -283,3 +283,17 @@ def test_logout_and_revocation_end_the_session(
     login(app_client, secret)
     coord.revoke_token(admin, tok.id)
     assert app_client.get("/runs").status_code == 303
+
+
+def test_the_cookie_is_secure_over_tls(coord: Coordinator, admin: Principal) -> None:
+    with TestClient(
+        create_app(coord), base_url="https://testserver", follow_redirects=False
+    ) as client:
+        form = client.get("/login")
+        answer = client.post(
+            "/login",
+            data={"csrf": csrf_of(form.text), "token": coord.create_token(admin, "admin")[1]},
+        )
+        assert answer.status_code == 303
+        cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(COOKIE))
+        assert "Secure" in cookie and "HttpOnly" in cookie
