@@ -15,6 +15,7 @@ from corral import metrics
 from corral.api import objects, runs, tasks, tokens, workers
 from corral.api.limits import BodyLimit
 from corral.coordinator import Coordinator
+from corral.dashboard import routes as dashboard
 from corral.errors import CorralError, InvalidInput, InvalidRunSpec
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -96,6 +97,7 @@ def create_app(
             headers=getattr(exc, "headers", None),
         )
 
+    dashboard.mount(app)
     # objects are streamed in under a cap of their own (max_object_size), never buffered
     app.add_middleware(BodyLimit, max_body=max_body, exempt=("/api/v1/objects/",))
     return app

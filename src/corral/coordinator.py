@@ -45,6 +45,7 @@ from corral.secrets import Secrets
 from corral.store import Store
 from corral.store.leases import Ended
 from corral.store.objects import ObjectRow
+from corral.store.pages import Busy, Output
 
 WORKER_NAME_RE = NAME_RE
 # How long a token or project read from the store is trusted without reading it again; a
@@ -321,6 +322,41 @@ class Coordinator:
         if any(j.state is JobState.QUEUED for j in jobs):
             return self.store.workers.list()
         return []
+
+    # -- reads for the dashboard -------------------------------------------------------------
+
+    def matrix(
+        self,
+        who: Principal,
+        name: str,
+        *,
+        project: str | None = None,
+        before: int | None = None,
+        limit: int = 20,
+    ) -> list[tuple[Run, list[Job]]]:
+        """The newest runs of one name with their jobs: the build matrix."""
+        found = self.runs(who, project=project, name=name, before=before, limit=limit)
+        jobs = self.store.pages.jobs_of([r.id for r in found])
+        return [(r, jobs[r.id]) for r in found]
+
+    def run_names(self, who: Principal) -> list[str]:
+        """Names of the newest runs this principal may see."""
+        return self.store.pages.names(who.visible_projects())
+
+    def outputs(self, who: Principal, ref: str, label: str | None = None) -> list[Output]:
+        """What the attempts of a run's jobs (or one job's) produced."""
+        run = self.run(who, ref)
+        job_id = self.store.runs.job(run.id, label).id if label is not None else None
+        return self.store.pages.outputs(run.id, job_id)
+
+    def busy_jobs(self, who: Principal) -> dict[int, list[Busy]]:
+        """Worker id → the jobs it holds now, among the projects this principal may see."""
+        visible = who.visible_projects()
+        out: dict[int, list[Busy]] = {}
+        for b in self.store.pages.busy():
+            if visible is None or b.project_id in visible:
+                out.setdefault(b.worker_id, []).append(b)
+        return out
 
     def log(
         self, who: Principal, ref: str, label: str, attempt: int | None, after: int, limit: int

@@ -74,7 +74,7 @@ async def get_object(
     request: Request, who: Who, sha256: str, project: str | None = None
 ) -> Response:
     """The object's bytes, or one byte range of them (206) with `Range: bytes=FIRST-LAST`."""
-    return await _read(request, who, sha256, project, body=True)
+    return await read_object(request, who, sha256, project, body=True)
 
 
 @router.head("/objects/{sha256}")
@@ -82,12 +82,13 @@ async def head_object(
     request: Request, who: Who, sha256: str, project: str | None = None
 ) -> Response:
     """What GET would answer, without the bytes."""
-    return await _read(request, who, sha256, project, body=False)
+    return await read_object(request, who, sha256, project, body=False)
 
 
-async def _read(
+async def read_object(
     request: Request, who: Principal, sha256: str, project: str | None, *, body: bool
 ) -> Response:
+    """GET/HEAD of an object for `who`: the API's bearer token, or the dashboard's session."""
     coord = coordinator(request)
     row = await call(request, coord.find_object, who, sha256, project)
     headers = {"accept-ranges": "bytes", "etag": f'"{row.sha256}"'}

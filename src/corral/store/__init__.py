@@ -7,6 +7,7 @@ from corral.store.leases import Leases
 from corral.store.logs import Logs
 from corral.store.migrate import upgrade
 from corral.store.objects import Objects
+from corral.store.pages import Pages
 from corral.store.projects import Projects
 from corral.store.runs import Runs
 from corral.store.tokens import Tokens
@@ -27,6 +28,7 @@ class Store:
         self.workers = Workers(self.db)
         self.tokens = Tokens(self.db)
         self.objects = Objects(self.db)
+        self.pages = Pages(self.db)
 
     def close(self) -> None:
         self.db.dispose()

@@ -1,0 +1,1 @@
+"""The web dashboard: server-rendered pages at `/`, live over Server-Sent Events."""
