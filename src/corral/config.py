@@ -41,6 +41,7 @@ class Settings:
     tls_key: str = ""
     demo: bool = False
     log_level: str = "info"
+    ssh_config: str = ""  # an ssh_config file for the fleet's connections ("" = the user's own)
 
     @property
     def db_url(self) -> str:

@@ -279,7 +279,7 @@ class Coordinator:
         if not isinstance(name, str) or not WORKER_NAME_RE.match(name):
             raise InvalidInput("a worker name holds 1-64 letters, digits and _ . + -", "name")
         try:
-            checked = check_labels(labels)
+            checked = check_labels(labels, many=True)
         except LabelError as exc:
             raise InvalidInput(str(exc), "labels") from None
         if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 1024:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from corral.cli.exec import exec_cmd
 from corral.cli.fleet import drain_cmd, workers_cmd
+from corral.cli.hosts import hosts_group
 from corral.cli.runs import cancel_cmd, logs_cmd, rerun_cmd, run_cmd, status_cmd, submit_cmd
 from corral.cli.serve import serve_cmd, worker_cmd
 from corral.cli.tokens import token_group
@@ -28,6 +30,8 @@ for command in (
     workers_cmd,
     drain_cmd,
     token_group,
+    hosts_group,
+    exec_cmd,
 ):
     cli.add_command(command)
 

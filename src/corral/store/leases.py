@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, insert, not_, or_, select, update
 
+from corral.domain.labels import pairs
 from corral.domain.models import Lease, Report
 from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
@@ -206,7 +207,7 @@ class Leases:
                 self._pick,
                 {
                     "wid": worker_id,
-                    "pairs": [f"{k}={v}" for k, v in worker.labels.items()],
+                    "pairs": pairs(worker.labels),
                     "kinds": list(worker.allow),
                     "n": max_jobs,
                 },

@@ -14,10 +14,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from corral.domain.models import Lease, Report, Upload
 from corral.worker.executor import Chunk as ExecChunk
-from corral.worker.executor import ExecSpec, Execution
+from corral.worker.executor import ExecResult, ExecSpec, Execution
 from corral.worker.link import Batch, Link
 
 log = logging.getLogger("corral.worker")
@@ -37,10 +38,18 @@ class CoordinatorAway(Exception):
     """The coordinator did not answer; the link has already retried with back-off."""
 
 
+class Runnable(Protocol):
+    """An attempt being run: here by the executor, or on a fleet host over SSH."""
+
+    def run(self) -> ExecResult: ...
+
+    def kill(self, reason: str = "killed") -> None: ...
+
+
 @dataclass
 class Slot:
     lease: Lease
-    execution: Execution | None = None
+    execution: Runnable | None = None
     started_at: float = field(default_factory=time.time)
     start_reported: bool = False
     seq: int = 0
@@ -224,13 +233,12 @@ class Agent:
     def _run_slot(self, slot: Slot) -> None:
         lease = slot.lease
         try:
-            spec = self._exec_spec(lease)
+            execution = self._execution(lease, lambda c: self._output(slot, c))
         except ValueError as exc:
             self._finished(
                 slot, Report(lease.attempt_id, lease.token, "failed", None, str(exc), time.time())
             )
             return
-        execution = Execution(spec, lambda c: self._output(slot, c))
         slot.execution = execution
         if slot.stop_reason:
             execution.kill(slot.stop_reason)
@@ -257,6 +265,10 @@ class Agent:
                 dict(result.resources),
             ),
         )
+
+    def _execution(self, lease: Lease, on_output: Callable[[ExecChunk], None]) -> Runnable:
+        """How the attempt runs; the fleet's host agents run it over SSH instead."""
+        return Execution(self._exec_spec(lease), on_output)
 
     def _exec_spec(self, lease: Lease) -> ExecSpec:
         payload = lease.payload
