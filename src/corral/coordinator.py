@@ -433,4 +433,6 @@ class Coordinator:
         topics |= {events.attempt_topic(e.attempt_id) for e in ended}
         if any(e.queued or e.state is JobState.QUEUED for e in ended):
             topics.add(events.QUEUE)
+        elif self.store.leases.host_schedules_live:
+            topics.add(events.QUEUE)  # a host one job at a time may take the next now
         self.hub.notify(*topics)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from acceptance_helpers import CORRAL, Cluster, Procs, base_env, pid_alive, wait_until
@@ -178,3 +181,73 @@ def test_serve_reports_every_configuration_problem_at_once(tmp_path: Path) -> No
     assert done.returncode == 2, done
     for key in ("lease_ttl", "hosts.web1.port", "hosts.web2.ssh"):
         assert f"{config}: {key}" in done.stderr, done.stderr
+
+
+PER_HOST = """\
+name = "rolling"
+schedule = "per-host"
+
+[jobs.stop]
+command = "sleep 0.4; echo stopped"
+on = { role = "batch" }
+fanout = "each"
+
+[jobs.update]
+command = "sleep 0.4; echo updated"
+on = { role = "batch" }
+fanout = "each"
+
+[jobs.start]
+command = "sleep 0.4; echo started"
+on = { role = "batch" }
+fanout = "each"
+"""
+
+
+def test_per_host_runs_hosts_in_parallel_and_steps_in_order_on_each(
+    server: Cluster, tmp_path: Path
+) -> None:
+    path = tmp_path / "rolling.toml"
+    path.write_text(PER_HOST)
+    result = server.cli("submit", str(path), "--json", timeout=60)
+    assert result.code == 0, result
+    run_id = json.loads(result.out)["id"]
+    jobs = server.http().get(f"/api/v1/runs/{run_id}").json()["jobs"]
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_host.setdefault(job["worker"], []).append(job)
+    assert sorted(by_host) == ["web7", "web8"]
+    for host, mine in by_host.items():
+        mine.sort(key=lambda j: j["started_at"])
+        assert [j["name"] for j in mine] == ["stop", "update", "start"], host
+        for before, after in itertools.pairwise(mine):
+            assert after["started_at"] >= before["ended_at"], (host, before, after)
+    # the two hosts overlapped: each host's steps ran while the other's did
+    web7, web8 = by_host["web7"], by_host["web8"]
+    assert (
+        web7[0]["started_at"] < web8[-1]["ended_at"]
+        and web8[0]["started_at"] < web7[-1]["ended_at"]
+    )
+
+
+def test_exclusive_keeps_a_second_run_off_its_hosts(server: Cluster) -> None:
+    first = server.cli_bg(
+        "exclusive", "exec", "--on", "role=db", "--exclusive", "--", "sleep 2; echo maintained"
+    )
+    wait_until(
+        lambda: any(
+            r["name"] == "exec" and r["schedule"] == "exclusive" and r["state"] == "running"
+            for r in server.http().get("/api/v1/runs").json()["runs"]
+        ),
+        30,
+        "the exclusive run to start",
+    )
+    second = server.cli("exec", "--hosts", "web5", "--", "echo after", timeout=60)
+    assert second.code == 0, second
+    assert first.wait(60) == 0, first.tail()
+    runs = server.http().get("/api/v1/runs").json()["runs"]
+    exclusive = next(r for r in runs if r["schedule"] == "exclusive")
+    later = max((r for r in runs if r["schedule"] == "parallel"), key=lambda r: r["id"])
+    job = server.http().get(f"/api/v1/runs/{later['id']}").json()["jobs"][0]
+    assert job["worker"] == "web5"
+    assert job["started_at"] >= exclusive["ended_at"]

@@ -22,6 +22,10 @@ from corral.handles import JOB_ENDED
 @click.option("--on", "selector", multiple=True, help="Hosts with these labels, k=v (role=app).")
 @click.option("--hosts", "sites", default=None, help="These sites, comma-separated.")
 @click.option("--sequential", is_flag=True, help="One host after the other, stopping at a failure.")
+@click.option("--per-host", is_flag=True, help="Hosts in parallel, one job at a time on each.")
+@click.option(
+    "--exclusive", is_flag=True, help="Keep other runs' jobs off these hosts until this ends."
+)
 @click.option("--timeout", default=None, help='Wall-clock limit on each host, like "5m".')
 @click.option("--env", "envs", multiple=True, help="NAME=VALUE for the command (repeatable).")
 @click.option("--name", default=None, help="Run name [default: exec].")
@@ -32,6 +36,8 @@ def exec_cmd(
     selector: tuple[str, ...],
     sites: str | None,
     sequential: bool,
+    per_host: bool,
+    exclusive: bool,
     timeout: str | None,
     envs: tuple[str, ...],
     name: str | None,
@@ -52,6 +58,8 @@ def exec_cmd(
         labels = parse_labels(selector)
     except LabelError as exc:
         _refuse(f"--on: {exc}")
+    if sum((sequential, per_host, exclusive)) > 1:
+        _refuse("choose one of --sequential, --per-host and --exclusive")
     chosen = [s.strip() for s in (sites or "").split(",") if s.strip()]
     if not labels and not chosen:
         _refuse("say where to run it: --on role=NAME (labels) or --hosts SITE,SITE")
@@ -81,7 +89,15 @@ def exec_cmd(
         jobs["exec"] = {**job, "on": labels}
     spec = {
         "name": name or "exec",
-        "schedule": "sequential" if sequential else "parallel",
+        "schedule": (
+            "sequential"
+            if sequential
+            else "per-host"
+            if per_host
+            else "exclusive"
+            if exclusive
+            else "parallel"
+        ),
         "jobs": jobs,
     }
     run = client.submit(spec)
