@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral import metrics
-from corral.api import hosts, runs, tokens, workers
+from corral.api import hosts, runs, shared, tokens, workers
 from corral.api.limits import BodyLimit
 from corral.coordinator import Coordinator
 from corral.errors import CorralError, InvalidInput, InvalidRunSpec
@@ -37,7 +37,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.coordinator = coordinator
-    for router in (runs.router, workers.router, tokens.router, hosts.router):
+    for router in (runs.router, workers.router, tokens.router, hosts.router, shared.router):
         # the routes themselves, not an included router: FastAPI resolves an included
         # router's routes again on every request, which costs more than most handlers
         app.router.routes.extend(router.routes)

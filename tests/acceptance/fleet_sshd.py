@@ -2,7 +2,7 @@
 
 Each host is one sshd on its own port, with its own config, host key and pid file under a
 temporary folder; the client side gets a generated ssh_config and known_hosts, so nothing
-reads or writes the real ~/.ssh. The test user has a plain shell and a password (for sudo).
+reads or writes the real ~/.ssh. The test user has a plain shell.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from acceptance_helpers import free_port
 
 SSHD = "/usr/sbin/sshd"
 USER = "corralfleet"
-PASSWORD = "fleet-sudo-pw-3141"  # only the sudo test's: it must never appear in a log
+PASSWORD = "fleet-pw-3141"
 SITES = tuple(f"web{i}" for i in range(1, 11))
 
 
@@ -122,7 +122,7 @@ def _sshd_descendants(root: int) -> list[int]:
 def _ensure_user() -> None:
     if subprocess.run(["id", USER], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
-    # a password: sshd (without PAM) refuses a locked account, and sudo asks for it
+    # a password: sshd (without PAM) refuses a locked account
     subprocess.run(["chpasswd"], input=f"{USER}:{PASSWORD}".encode(), check=True)
 
 
@@ -193,11 +193,11 @@ def start_fleet(base: Path) -> SshFleet:
 @pytest.fixture(scope="session")
 def ssh_fleet(missing_service: Callable[[str, str], NoReturn]) -> Iterator[SshFleet]:
     """Ten sshd hosts for the session (skipped loudly locally, a failure in CI, without sshd)."""
-    missing = [p for p in (SSHD, "ssh", "ssh-keygen", "sudo") if not shutil.which(p)]
+    missing = [p for p in (SSHD, "ssh", "ssh-keygen") if not shutil.which(p)]
     if missing:
         missing_service(
             "sshd",
-            f"{', '.join(missing)} not found (Debian: apt-get install -y openssh-server sudo)",
+            f"{', '.join(missing)} not found (Debian: apt-get install -y openssh-server)",
         )
     if os.geteuid() != 0:
         missing_service("sshd", "the fleet's tests run as root: they create a test user")

@@ -251,3 +251,37 @@ def test_exclusive_keeps_a_second_run_off_its_hosts(server: Cluster) -> None:
     job = server.http().get(f"/api/v1/runs/{later['id']}").json()["jobs"][0]
     assert job["worker"] == "web5"
     assert job["started_at"] >= exclusive["ended_at"]
+
+
+SHARED = """\
+name = "release"
+schedule = "sequential"
+
+[jobs.version]
+command = "echo VERSION=2.4.1 >> $CORRAL_OUTPUT; echo 'NOTE=a = b' >> $CORRAL_OUTPUT"
+on = { site = "web3" }
+
+[jobs.stage]
+command = "echo SLOT=slot-$CORRAL_SITE >> $CORRAL_OUTPUT"
+on = { role = "app" }
+fanout = "each"
+
+[jobs.use]
+command = "echo \\"$CORRAL_SITE got $CORRAL_SHARED_VERSION_VERSION ($CORRAL_SHARED_VERSION_NOTE) $CORRAL_SHARED_STAGE_SLOT\\""
+on = { role = "app" }
+fanout = "each"
+"""
+
+
+def test_shared_values_flow_to_later_jobs_per_host(server: Cluster, tmp_path: Path) -> None:
+    path = tmp_path / "release.toml"
+    path.write_text(SHARED)
+    result = server.cli("submit", str(path), "--json", timeout=60)
+    assert result.code == 0, result
+    run_id = json.loads(result.out)["id"]
+    for site in ("web1", "web2", "web3", "web4"):
+        log = server.cli("logs", f"{run_id}/use[{site}]")
+        assert log.out == f"{site} got 2.4.1 (a = b) slot-{site}\n", log
+    shared = server.http().get(f"/api/v1/runs/{run_id}/shared").json()["shared"]
+    assert shared["version"] == {"VERSION": "2.4.1", "NOTE": "a = b"}
+    assert shared["stage[web2]"] == {"SLOT": "slot-web2"}

@@ -10,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from corral.coordinator import Coordinator
-from corral.domain.models import Lease
+from corral.domain.models import Lease, Report
 from corral.fleet.inventory import Host, Inventory
-from corral.fleet.transport import HostState, Transport
-from corral.worker.agent import Agent, AgentOptions, Runnable
+from corral.fleet.transport import HostState, RemoteExecution, Transport
+from corral.store.shared import Shared
+from corral.worker.agent import Agent, AgentOptions, Runnable, Slot
 from corral.worker.executor import Chunk
 from corral.worker.link import LocalLink
 
@@ -46,6 +47,22 @@ class HostAgent(Agent):
         super().__init__(link, options)
         self.host = link.transport.host
         self.transport = link.transport
+        self.shared = Shared(link.coord.store.db)
+
+    def _finished(self, slot: Slot, outcome: Report) -> None:
+        # published before the end is reported: the jobs the end makes ready read them
+        execution = slot.execution
+        if isinstance(execution, RemoteExecution) and execution.shared:
+            try:
+                self.shared.publish(slot.lease.attempt_id, slot.lease.token, execution.shared)
+            except Exception as exc:  # the end still counts; the values are lost, say so
+                log.error(
+                    "%s: could not keep the values job %s published: %s",
+                    self.host.site,
+                    slot.lease.job_name,
+                    exc,
+                )
+        super()._finished(slot, outcome)
 
     def _execution(self, lease: Lease, on_output: Callable[[Chunk], None]) -> Runnable:
         return self.transport.execution(self.remote_spec(lease), on_output)
@@ -56,6 +73,7 @@ class HostAgent(Agent):
         if payload.get("kind") != "command":
             raise ValueError(f"a fleet host cannot run {payload.get('kind')} jobs")
         env = dict(self.host.vars)
+        env.update(self.shared.env_for(lease.run_id, lease.instance))
         env.update(payload.get("env") or {})
         env.update(
             {
