@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral import metrics
-from corral.api import objects, runs, tasks, tokens, workers
+from corral.api import hosts, objects, runs, shared, tasks, tokens, workers
 from corral.api.limits import BodyLimit
 from corral.coordinator import Coordinator
 from corral.dashboard import routes as dashboard
@@ -38,7 +38,15 @@ def create_app(
         redoc_url=None,
     )
     app.state.coordinator = coordinator
-    for router in (runs.router, workers.router, tokens.router, tasks.router, objects.router):
+    for router in (
+        runs.router,
+        workers.router,
+        tokens.router,
+        tasks.router,
+        objects.router,
+        hosts.router,
+        shared.router,
+    ):
         # the routes themselves, not an included router: FastAPI resolves an included
         # router's routes again on every request, which costs more than most handlers
         app.router.routes.extend(router.routes)

@@ -304,6 +304,12 @@ class Client:
     def workers(self) -> list[dict[str, Any]]:
         return list(self.http.request("GET", "/api/v1/workers")["workers"])
 
+    def hosts(self, check: bool = False) -> list[dict[str, Any]]:
+        """The fleet's sites; `check` connects to each first and times a round trip."""
+        if check:
+            return list(self.http.request("POST", "/api/v1/hosts/check", json={})["hosts"])
+        return list(self.http.request("GET", "/api/v1/hosts")["hosts"])
+
     def drain(self, name: str, draining: bool = True) -> dict[str, Any]:
         result: dict[str, Any] = self.http.request(
             "POST", f"/api/v1/workers/{name}/drain", json={"draining": draining}

@@ -49,6 +49,7 @@ class Settings:
     s3_access_key: str = ""  # "" = boto3's own search (AWS_* variables, ~/.aws)
     s3_secret_key: str = field(default="", repr=False)
     s3_region: str = ""
+    ssh_config: str = ""  # an ssh_config file for the fleet's connections ("" = the user's own)
 
     @property
     def db_url(self) -> str:

@@ -409,7 +409,7 @@ class Coordinator:
         if not isinstance(name, str) or not WORKER_NAME_RE.match(name):
             raise InvalidInput("a worker name holds 1-64 letters, digits and _ . + -", "name")
         try:
-            checked = check_labels(labels)
+            checked = check_labels(labels, many=True)
         except LabelError as exc:
             raise InvalidInput(str(exc), "labels") from None
         if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 1024:
@@ -589,4 +589,6 @@ class Coordinator:
         topics |= {events.attempt_topic(e.attempt_id) for e in ended}
         if any(e.queued or e.state is JobState.QUEUED for e in ended):
             topics.add(events.QUEUE)
+        elif self.store.leases.host_schedules_live:
+            topics.add(events.QUEUE)  # a host one job at a time may take the next now
         self.hub.notify(*topics)

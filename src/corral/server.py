@@ -18,6 +18,8 @@ from corral.config import Settings
 from corral.coordinator import Coordinator
 from corral.domain.labels import parse_labels
 from corral.domain.runspec import parse_toml
+from corral.fleet.hosts import Fleet
+from corral.fleet.inventory import Inventory
 from corral.objects.backend import S3Options, open_backend
 from corral.registry import Registry
 from corral.secrets import Secrets
@@ -49,7 +51,12 @@ def ensure_admin_token(store: Store, path: Path) -> str | None:
 
 
 class Server:
-    def __init__(self, settings: Settings, secrets: Secrets | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: Secrets | None = None,
+        inventory: Inventory | None = None,
+    ) -> None:
         # Handing work between threads (long-polls, the local worker's slots) waits for the GIL;
         # a shorter switch interval than the default 5 ms cuts that latency.
         sys.setswitchinterval(0.0005)
@@ -79,6 +86,10 @@ class Server:
             self.wakeups.start()
         self.agent: Agent | None = None
         self.app = create_app(self.coordinator, max_body=settings.max_body, lifespan=self._lifespan)
+        self.fleet: Fleet | None = None
+        if inventory:
+            self.fleet = Fleet(self.coordinator, inventory, settings.ssh_config)
+            self.app.state.fleet = self.fleet
 
     def start_local_worker(self) -> None:
         s = self.settings
@@ -113,12 +124,16 @@ class Server:
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(sweep_forever(self.coordinator, self.settings.sweep_interval))
         self.start_local_worker()
+        if self.fleet is not None:
+            self.fleet.start(self.settings.long_poll)
         if self.settings.demo:
             await asyncio.to_thread(self.submit_demo)
         try:
             yield
         finally:
             sweeper.cancel()
+            if self.fleet is not None:
+                await asyncio.to_thread(self.fleet.stop)
             if self.agent is not None:
                 # jobs of the local worker cannot outlive the server: give their leases back
                 await asyncio.to_thread(self.agent.stop, "corral serve stopped")

@@ -65,3 +65,7 @@ def fleet(_fleet_server: Cluster, procs: Procs, tmp_path: Path) -> Cluster:
     """A coordinator with no local worker and a 10 s lease TTL, shared by a module's tests;
     the workers a test starts are stopped when it ends. Tests keep to their own labels."""
     return _fleet_server.borrow(procs, tmp_path)
+
+
+# ten real sshd hosts for the fleet's tests (session-scoped; started only when a test asks)
+from fleet_sshd import ssh_fleet  # noqa: E402, F401

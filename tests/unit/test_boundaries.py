@@ -2,7 +2,8 @@
 
 - the pure core (corral.domain, corral.scheduler) uses only the standard library, itself and
   corral.errors: no database, no web framework, no I/O library;
-- corral/worker/executor.py uses only the standard library, so it can be shipped to a bare host.
+- corral/worker/executor.py uses only the standard library, so it can be shipped to a bare host;
+- corral/fleet/remote.py, shipped with it, uses only the standard library and the executor.
 """
 
 from __future__ import annotations
@@ -91,6 +92,18 @@ def test_the_executor_imports_only_the_standard_library(path: Path) -> None:
         f"{path.name}:{line} imports {name}"
         for line, name in found
         if not is_stdlib(name) and name not in allowed
+    ]
+    assert bad == []
+
+
+def test_what_runs_on_a_fleet_host_imports_only_the_standard_library_and_the_executor() -> None:
+    remote = SRC / "fleet" / "remote.py"
+    found = imports(remote)
+    assert found, "no imports found: is the AST walk broken?"
+    bad = [
+        f"remote.py:{line} imports {name}"
+        for line, name in found
+        if not is_stdlib(name) and name != "corral.worker.executor"
     ]
     assert bad == []
 

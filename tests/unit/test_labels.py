@@ -103,3 +103,15 @@ def test_pairs_and_render() -> None:
     assert render(labels) == "arch=x86_64,platform=linux"
     assert render({}) == "-"
     assert parse_labels([render(labels)]) == labels
+
+
+def test_a_worker_label_may_hold_several_values_that_each_match() -> None:
+    labels = check_labels({"site": "web1", "role": "app,primary"}, many=True)
+    assert matches({"role": "app"}, labels) and matches({"role": "primary"}, labels)
+    assert matches({"role": "app", "site": "web1"}, labels)
+    assert not matches({"role": "db"}, labels) and not matches({"role": "app,primary"}, labels)
+    assert pairs(labels) == ["role=app", "role=primary", "site=web1"]
+    with pytest.raises(LabelError):
+        check_labels({"role": "app,primary"})  # selectors and plain labels: one value
+    with pytest.raises(LabelError):
+        check_labels({"role": "app,"}, many=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from corral.cli.exec import exec_cmd
 from corral.cli.fleet import drain_cmd, workers_cmd
+from corral.cli.hosts import hosts_group
 from corral.cli.objects import get_cmd, put_cmd
 from corral.cli.runs import cancel_cmd, logs_cmd, rerun_cmd, run_cmd, status_cmd, submit_cmd
 from corral.cli.serve import serve_cmd, worker_cmd
@@ -31,6 +33,8 @@ for command in (
     token_group,
     put_cmd,
     get_cmd,
+    hosts_group,
+    exec_cmd,
 ):
     cli.add_command(command)
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from corral.cli.common import EXIT_ERROR
 from corral.cli.render import error, out
-from corral.config import load
-from corral.errors import CorralError
+from corral.config import Settings, corral_home, load
+from corral.errors import ConfigError, CorralError
+from corral.fleet.inventory import Inventory, load_inventory
 
 
 @click.command("serve")
@@ -71,8 +73,8 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
     else:
         flags.pop("tasks")
     try:
-        settings = load(flags, config_file)
-        server = Server(settings, load_secrets(settings.home, config_file))
+        settings, inventory = _settings_and_inventory(flags, config_file)
+        server = Server(settings, load_secrets(settings.home, config_file), inventory)
     except CorralError as exc:
         error(exc.message)
         sys.exit(EXIT_ERROR)
@@ -100,6 +102,26 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
         timeout_graceful_shutdown=5,
         access_log=settings.log_level == "debug",
     )
+
+
+def _settings_and_inventory(
+    flags: dict[str, Any], config_file: str | None
+) -> tuple[Settings, Inventory]:
+    """Both read from the same file, and their problems reported together."""
+    problems: list[str] = []
+    settings = inventory = None
+    try:
+        settings = load(flags, config_file)
+    except ConfigError as exc:
+        problems += exc.problems
+    home = Path(flags.get("home") or corral_home()).expanduser()
+    try:
+        inventory = load_inventory(Path(config_file) if config_file else home / "corral.toml")
+    except ConfigError as exc:
+        problems += [p for p in exc.problems if p not in problems]
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings, inventory or Inventory()
 
 
 def _safe(url: str) -> str:

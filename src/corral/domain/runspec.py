@@ -26,7 +26,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,127}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
-SCHEDULES = ("parallel", "sequential")
+SCHEDULES = ("parallel", "sequential", "per-host", "exclusive")
 WHENS = ("success", "failure", "always")
 FANOUTS = ("one", "each")
 KINDS = ("command", "task", "code")

@@ -15,11 +15,13 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, insert, not_, or_, select, update
 
+from corral.domain.labels import pairs
 from corral.domain.models import Lease, Report
 from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
 from corral.store.engine import Database
 from corral.store.progress import Settled, mark_started, move, settle
+from corral.store.schedules import HOST_SCHEDULES, LIVE_RUNS, one_per_host, schedule_rules
 from corral.store.tables import (
     ACTIVE_STATES,
     QUEUED,
@@ -113,11 +115,21 @@ class Leases:
             .order_by(jobs.c.id)
             .limit(bindparam("n"))
         )
+        self._pick_fleet = self._pick.add_columns(runs.c.schedule).where(*schedule_rules())
         if db.is_postgres:
             self._pick = self._pick.with_for_update(skip_locked=True, of=jobs)
+            self._pick_fleet = self._pick_fleet.with_for_update(skip_locked=True, of=jobs)
+        # the schedules that look at hosts cost subqueries: only while such a run is live
+        self._fleet_live = (
+            select(runs.c.id)
+            .where(runs.c.schedule.in_(HOST_SCHEDULES), runs.c.state.in_(LIVE_RUNS))
+            .limit(1)
+        )
         self._any_ready = (
             select(jobs.c.id).where(jobs.c.state == QUEUED, jobs.c.not_before <= now).limit(1)
         )
+        # whether the last pick saw a live per-host or exclusive run: an end then frees a host
+        self.host_schedules_live = False
         self._touched: dict[int, float] = {}  # when each worker's last_seen was last written
         self._idle: set[int] = set()  # workers whose last lease found nothing to do
         self._insert_attempts = insert(attempts).returning(
@@ -203,15 +215,19 @@ class Leases:
                 raise NotFound(f"no worker {worker_id}")
             if worker.draining:
                 return []
+            fleet = conn.execute(self._fleet_live).first() is not None
+            self.host_schedules_live = fleet
             picked = conn.execute(
-                self._pick,
+                self._pick_fleet if fleet else self._pick,
                 {
                     "wid": worker_id,
-                    "pairs": [f"{k}={v}" for k, v in worker.labels.items()],
+                    "pairs": pairs(worker.labels),
                     "kinds": list(worker.allow),
                     "n": max_jobs,
                 },
             ).all()
+            if fleet:
+                picked = one_per_host(picked)
             if now - worker.last_seen > 1.0 or picked:
                 conn.execute(self._seen, {"wid": worker_id})
             if not picked:

@@ -14,13 +14,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from corral.domain.models import Lease, Report, Upload
 from corral.worker.executor import Chunk as ExecChunk
-from corral.worker.executor import ExecSpec, Execution
+from corral.worker.executor import ExecResult, ExecSpec, Execution
 from corral.worker.link import Batch, Link
 from corral.worker.sandbox import Sandbox, find_python
-from corral.worker.task_pool import PoolOptions, TaskCall, TaskPool, TaskResult
+from corral.worker.task_pool import PoolOptions, TaskPool, TaskResult
 
 log = logging.getLogger("corral.worker")
 
@@ -39,10 +40,18 @@ class CoordinatorAway(Exception):
     """The coordinator did not answer; the link has already retried with back-off."""
 
 
+class Runnable(Protocol):
+    """An attempt being run: here by the executor, or on a fleet host over SSH."""
+
+    def run(self) -> ExecResult: ...
+
+    def kill(self, reason: str = "killed") -> None: ...
+
+
 @dataclass
 class Slot:
     lease: Lease
-    execution: Execution | TaskCall | None = None
+    execution: Runnable | None = None
     started_at: float = field(default_factory=time.time)
     start_reported: bool = False
     seq: int = 0
@@ -231,20 +240,16 @@ class Agent:
 
     def _run_slot(self, slot: Slot) -> None:
         lease = slot.lease
-        if lease.payload.get("kind") == "task":
-            on_output: Callable[[ExecChunk], None] = lambda c: self._output(slot, c)  # noqa: E731
-            self._run_execution(slot, self._tasks().call(lease, self._job_env(lease), on_output))
-            return
         try:
-            spec = self._exec_spec(lease)
+            execution = self._execution(lease, lambda c: self._output(slot, c))
         except ValueError as exc:
             self._finished(
                 slot, Report(lease.attempt_id, lease.token, "failed", None, str(exc), time.time())
             )
             return
-        self._run_execution(slot, Execution(spec, lambda c: self._output(slot, c)))
+        self._run_execution(slot, execution)
 
-    def _run_execution(self, slot: Slot, execution: Execution | TaskCall) -> None:
+    def _run_execution(self, slot: Slot, execution: Runnable) -> None:
         lease = slot.lease
         slot.execution = execution
         if slot.stop_reason:
@@ -310,6 +315,13 @@ class Agent:
             }
         )
         return env
+
+    def _execution(self, lease: Lease, on_output: Callable[[ExecChunk], None]) -> Runnable:
+        """How the attempt runs: in a task process, or by the executor here (the fleet's host
+        agents run it over SSH instead)."""
+        if lease.payload.get("kind") == "task":
+            return self._tasks().call(lease, self._job_env(lease), on_output)
+        return Execution(self._exec_spec(lease), on_output)
 
     def _exec_spec(self, lease: Lease) -> ExecSpec:
         payload = lease.payload

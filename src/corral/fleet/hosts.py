@@ -1,0 +1,150 @@
+"""Hosts as workers: each site of the inventory is a worker whose jobs run over SSH."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from corral.coordinator import Coordinator
+from corral.domain.models import Lease, Report
+from corral.fleet.inventory import Host, Inventory
+from corral.fleet.transport import HostState, RemoteExecution, Transport
+from corral.store.shared import Shared, shared_result
+from corral.worker.agent import Agent, AgentOptions, Runnable, Slot
+from corral.worker.executor import Chunk
+from corral.worker.link import LocalLink
+
+log = logging.getLogger("corral.fleet")
+
+# Jobs at once on one host: the coordinator mostly waits on the network for them.
+HOST_SLOTS = 8
+
+
+class HostLink(LocalLink):
+    """The coordinator in-process, as for the local worker; a host that is down takes no jobs
+    until its next try to connect is due, so its queue waits instead of failing job after job."""
+
+    def __init__(self, coordinator: Coordinator, host: Host, transport: Transport) -> None:
+        super().__init__(coordinator, host.site, host.labels, HOST_SLOTS, ["command"])
+        self.transport = transport
+
+    def lease(self, max_jobs: int, wait: float) -> list[Lease]:
+        left = self.transport.backoff_left()
+        if left > 0:
+            time.sleep(min(left, wait))
+            return []
+        return super().lease(max_jobs, wait)
+
+
+class HostAgent(Agent):
+    """The worker agent of one site: leases, heartbeats and reports as usual; runs over SSH."""
+
+    def __init__(self, link: HostLink, options: AgentOptions) -> None:
+        super().__init__(link, options)
+        self.host = link.transport.host
+        self.transport = link.transport
+        self.shared = Shared(link.coord.store.db)
+
+    def _finished(self, slot: Slot, outcome: Report) -> None:
+        # the values go with the end, in its transaction: the jobs it makes ready read them
+        execution = slot.execution
+        if isinstance(execution, RemoteExecution) and execution.shared:
+            outcome = replace(outcome, result=shared_result(execution.shared))
+        super()._finished(slot, outcome)
+
+    def _execution(self, lease: Lease, on_output: Callable[[Chunk], None]) -> Runnable:
+        return self.transport.execution(self.remote_spec(lease), on_output)
+
+    def remote_spec(self, lease: Lease) -> dict[str, Any]:
+        """What the host's side needs: the command, its environment, its limits."""
+        payload = lease.payload
+        if payload.get("kind") != "command":
+            raise ValueError(f"a fleet host cannot run {payload.get('kind')} jobs")
+        env = dict(self.host.vars)
+        env.update(self.shared.env_for(lease.run_id, lease.instance))
+        env.update(payload.get("env") or {})
+        env.update(
+            {
+                "CORRAL_RUN": str(lease.run_id),
+                "CORRAL_RUN_NAME": lease.run_name,
+                "CORRAL_JOB": lease.job_name,
+                "CORRAL_ATTEMPT": str(lease.number),
+                "CORRAL_WORKER": self.host.site,
+                "CORRAL_SITE": self.host.site,
+                "CORRAL_ROLES": ",".join(self.host.roles),
+            }
+        )
+        return {
+            "command": payload.get("command"),
+            "argv": payload.get("argv"),
+            "env": env,
+            "timeout": lease.timeout,
+            "grace": self.options.grace,
+            "log_limit": self.options.log_limit,
+        }
+
+
+class Fleet:
+    """Every site of the inventory, each a worker with its own warm SSH connection."""
+
+    def __init__(
+        self, coordinator: Coordinator, inventory: Inventory, ssh_config: str = ""
+    ) -> None:
+        self.coordinator = coordinator
+        self.inventory = inventory
+        self.transports = {h.site: Transport(h, ssh_config) for h in inventory.hosts}
+        self.agents: list[HostAgent] = []
+        self._lock = threading.Lock()
+
+    def start(self, long_poll: float = 20.0) -> None:
+        for host in self.inventory.hosts:
+            link = HostLink(self.coordinator, host, self.transports[host.site])
+            agent = HostAgent(link, AgentOptions(slots=HOST_SLOTS, long_poll=long_poll))
+            agent.start()
+            self.agents.append(agent)
+
+    def stop(self, reason: str = "corral serve stopped") -> None:
+        for agent in self.agents:
+            agent.stop(reason)
+        for agent in self.agents:
+            agent.wait_stopped(10.0)
+        for transport in self.transports.values():
+            transport.close()
+
+    def states(self) -> list[tuple[Host, HostState]]:
+        return [(h, self.transports[h.site].state()) for h in self.inventory.hosts]
+
+    def check(self, sites: Sequence[str] = ()) -> list[tuple[Host, HostState]]:
+        """Connect to each host (all at once) and time a round trip."""
+        hosts = [h for h in self.inventory.hosts if not sites or h.site in sites]
+        if not hosts:
+            return []
+        with ThreadPoolExecutor(max_workers=min(len(hosts), 16)) as pool:
+            found = list(pool.map(lambda h: self.transports[h.site].check(), hosts))
+        return list(zip(hosts, found, strict=True))
+
+
+def host_json(host: Host, state: HostState) -> dict[str, Any]:
+    if state.connected:
+        reach = "connected"
+    elif state.error:
+        reach = "unreachable"
+    else:
+        reach = "not connected yet"
+    return {
+        "site": host.site,
+        "ssh": host.ssh,
+        "port": host.port,
+        "roles": list(host.roles),
+        "reachability": reach,
+        "python": state.python,
+        "platform": state.platform,
+        "latency": state.latency,
+        "error": state.error,
+        "retry_in": round(state.retry_in, 1),
+    }

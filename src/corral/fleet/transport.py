@@ -1,0 +1,298 @@
+"""SSH connections to fleet hosts (execnet gateways): opened on demand, kept warm, reopened with back-off."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import execnet
+
+from corral.fleet import remote
+from corral.fleet.inventory import Host
+from corral.worker import executor
+from corral.worker.executor import Chunk, ExecResult
+
+log = logging.getLogger("corral.fleet")
+
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+CONNECT_TIMEOUT = 10  # seconds ssh may take to connect
+HELLO_TIMEOUT = 30.0  # seconds for the host's Python to answer once connected
+# ssh notices a dead peer after about ALIVE_INTERVAL * ALIVE_COUNT seconds without an answer
+ALIVE_INTERVAL = 5
+ALIVE_COUNT = 3
+
+
+class Unreachable(Exception):
+    """The host could not be reached over SSH (the message never holds key material)."""
+
+
+@dataclass(frozen=True)
+class HostState:
+    site: str
+    connected: bool
+    python: str = ""
+    platform: str = ""
+    latency: float | None = None  # seconds for a round trip through the channel
+    error: str = ""
+    retry_in: float = 0.0
+
+
+def ssh_spec(host: Host, ssh_config: str = "") -> str:
+    """The execnet spec: `ssh` runs with the user's own configuration and agent, non-interactive."""
+    args = [
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={CONNECT_TIMEOUT}",
+        "-o",
+        f"ServerAliveInterval={ALIVE_INTERVAL}",
+        "-o",
+        f"ServerAliveCountMax={ALIVE_COUNT}",
+    ]
+    if host.port:
+        args += ["-p", str(host.port)]
+    if host.identity:
+        args += ["-i", host.identity]
+    args.append(host.ssh)
+    spec = f"ssh={' '.join(args)}//python={host.python}//id={host.site}"
+    if ssh_config:
+        spec += f"//ssh_config={ssh_config}"
+    return spec
+
+
+def _shipped() -> dict[str, str]:
+    return {remote.EXECUTOR: inspect.getsource(executor)}
+
+
+class Transport:
+    """One host's connection. Thread-safe: jobs in several slots share the gateway."""
+
+    def __init__(self, host: Host, ssh_config: str = "") -> None:
+        self.host = host
+        self.ssh_config = ssh_config
+        self._lock = threading.Lock()
+        self._group = execnet.Group()
+        self._gateway: Any = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._error = ""
+        self._about: dict[str, Any] = {}
+        self._latency: float | None = None
+
+    # -- the gateway -------------------------------------------------------------------
+
+    def gateway(self) -> Any:
+        """The warm gateway, opened now if there is none; Unreachable while backing off."""
+        with self._lock:
+            gw = self._gateway
+            if gw is not None and gw.hasreceiver():
+                return gw
+            if gw is not None:
+                self._dropped_locked("the connection dropped")
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                raise Unreachable(f"{self._error} (next try in {wait:.1f}s)")
+            try:
+                gw = self._open()
+            except Exception as exc:
+                self._failed_locked(_describe(exc))
+                raise Unreachable(self._error) from None
+            self._gateway = gw
+            self._failures = 0
+            self._error = ""
+            return gw
+
+    def _open(self) -> Any:
+        started = time.monotonic()
+        gw = self._group.makegateway(ssh_spec(self.host, self.ssh_config))
+        try:
+            channel = gw.remote_exec(remote)
+            channel.send(("install", _shipped()))
+            reply = channel.receive(HELLO_TIMEOUT)
+            channel.waitclose(HELLO_TIMEOUT)
+        except Exception:
+            gw.exit()
+            raise
+        self._about = dict(reply[1])
+        self._latency = time.monotonic() - started
+        log.info(
+            "connected to %s (%s): Python %s", self.host.site, self.host.ssh, self._about["python"]
+        )
+        return gw
+
+    def backoff_left(self) -> float:
+        """Seconds until the next try to connect is allowed (0 when connected or due)."""
+        with self._lock:
+            if self._gateway is not None and self._gateway.hasreceiver():
+                return 0.0
+            return max(0.0, self._retry_at - time.monotonic())
+
+    def dropped(self, why: str) -> None:
+        with self._lock:
+            self._dropped_locked(why)
+
+    def _dropped_locked(self, why: str) -> None:
+        gw, self._gateway = self._gateway, None
+        if gw is not None:
+            threading.Thread(target=_exit_quietly, args=(gw,), daemon=True).start()
+        self._failed_locked(why)
+
+    def _failed_locked(self, why: str) -> None:
+        self._failures += 1
+        delay = min(BACKOFF_FIRST * 2 ** (self._failures - 1), BACKOFF_MAX)
+        self._retry_at = time.monotonic() + delay
+        self._error = f"cannot reach {self.host.site} ({self.host.ssh}) over SSH: {why}"
+        log.warning("%s; next try in %.1fs", self._error, delay)
+
+    def close(self) -> None:
+        with self._lock:
+            gw, self._gateway = self._gateway, None
+        if gw is not None:
+            _exit_quietly(gw)
+
+    # -- looking at it -----------------------------------------------------------------
+
+    def state(self) -> HostState:
+        with self._lock:
+            connected = self._gateway is not None and self._gateway.hasreceiver()
+            return HostState(
+                site=self.host.site,
+                connected=connected,
+                python=str(self._about.get("python", "")),
+                platform=str(self._about.get("platform", "")),
+                latency=self._latency,
+                error="" if connected else self._error,
+                retry_in=0.0 if connected else max(0.0, self._retry_at - time.monotonic()),
+            )
+
+    def check(self) -> HostState:
+        """Connect if needed (ignoring back-off) and time one round trip through a channel."""
+        with self._lock:
+            self._retry_at = 0.0
+        try:
+            gw = self.gateway()
+            started = time.monotonic()
+            channel = gw.remote_exec(remote)
+            channel.send(("ping",))
+            reply = channel.receive(HELLO_TIMEOUT)
+            latency = time.monotonic() - started
+            channel.waitclose(HELLO_TIMEOUT)
+        except Unreachable:
+            return self.state()
+        except Exception as exc:
+            self.dropped(_describe(exc))
+            return self.state()
+        with self._lock:
+            self._about = dict(reply[1])
+            self._latency = latency
+        return self.state()
+
+    # -- running a job -----------------------------------------------------------------
+
+    def execution(
+        self, spec: dict[str, Any], on_output: Callable[[Chunk], None]
+    ) -> RemoteExecution:
+        return RemoteExecution(self, spec, on_output)
+
+
+class RemoteExecution:
+    """One attempt on the host, shaped like the executor's Execution (run once, kill any time)."""
+
+    def __init__(
+        self, transport: Transport, spec: dict[str, Any], on_output: Callable[[Chunk], None]
+    ) -> None:
+        self.transport = transport
+        self.spec = spec
+        self.on_output = on_output
+        self.shared: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._channel: Any = None
+        self._kill: str | None = None
+
+    def kill(self, reason: str = "killed") -> None:
+        with self._lock:
+            if self._kill is None:
+                self._kill = reason
+            channel = self._channel
+        if channel is not None:
+            # already closed: the job ended or the connection went
+            with contextlib.suppress(Exception):
+                channel.send(("kill", reason))
+
+    def run(self) -> ExecResult:
+        started = time.time()
+        site = self.transport.host.site
+        with self._lock:
+            if self._kill is not None:
+                return _ended("failed", self._kill, started)
+        try:
+            gw = self.transport.gateway()
+            channel = gw.remote_exec(remote)
+        except Unreachable as exc:
+            return _ended("failed", str(exc), started)
+        except Exception as exc:
+            self.transport.dropped(_describe(exc))
+            return _ended("failed", f"cannot start the job on {site}: {_describe(exc)}", started)
+        with self._lock:
+            self._channel = channel
+            kill = self._kill
+        try:
+            channel.send(("run", self.spec))
+            if kill is not None:
+                channel.send(("kill", kill))
+            while True:
+                message = channel.receive()
+                if message[0] == "out":
+                    self.on_output(Chunk(message[1], message[2], message[3]))
+                elif message[0] == "end":
+                    self.shared = dict(message[2])
+                    r = message[1]
+                    return ExecResult(
+                        outcome=r["outcome"],
+                        exit_code=r["exit_code"],
+                        reason=r["reason"],
+                        started_at=r["started_at"],
+                        finished_at=r["finished_at"],
+                        resources=r["resources"],
+                        output_bytes=r["output_bytes"],
+                        truncated=r["truncated"],
+                    )
+        except Exception as exc:
+            why = _describe(exc)
+            self.transport.dropped(why)
+            return _ended(
+                "failed",
+                f"lost the SSH connection to {site} mid-job ({why}); "
+                "the job's processes on the host were killed with it",
+                started,
+            )
+        finally:
+            with self._lock:
+                self._channel = None
+            with contextlib.suppress(Exception):  # a channel of a connection that is gone
+                channel.close()
+
+
+def _ended(outcome: str, reason: str, started: float) -> ExecResult:
+    return ExecResult(outcome, None, reason, started, time.time(), {}, 0, False)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, execnet.HostNotFound):
+        # its text is ssh's arguments; ssh's own words went to the server's stderr
+        return "ssh could not connect or log in (ssh's message is in the server's log)"
+    text = str(exc).strip().splitlines()
+    first = text[-1] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _exit_quietly(gw: Any) -> None:
+    with contextlib.suppress(Exception):  # the far side is gone already
+        gw.exit()
