@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -48,6 +49,20 @@ def ensure_admin_token(store: Store, path: Path) -> str | None:
         f.write(secret + "\n")
     os.chmod(path, 0o600)
     return secret
+
+
+def local_sandbox(home: Path, workdir: Path) -> dict[str, Any]:
+    """The local worker takes code jobs when bubblewrap can box them here; the server's home
+    (its token, its store) stays out of the box's sight."""
+    from corral.worker import sandbox
+
+    bwrap = sandbox.find_bwrap()
+    why = sandbox.check(bwrap)
+    if why:
+        log.info("the local worker runs no code jobs: %s", why)
+        return {}
+    hidden = sandbox.hidden_paths(os.path.expanduser("~"), str(home), str(workdir))
+    return {"bwrap": bwrap, "hide": hidden}
 
 
 class Server:
@@ -98,9 +113,12 @@ class Server:
         labels = {"local": "true", "platform": os.uname().sysname.lower()}
         labels.update(parse_labels(s.local_labels))
         name = f"{default_name()}-local"
-        link = LocalLink(self.coordinator, name, labels, s.slots, ["command", "task"])
         workdir = s.home / "work"
         workdir.mkdir(parents=True, exist_ok=True)
+        kinds, confine = ["command", "task"], local_sandbox(s.home, workdir)
+        if confine:
+            kinds.append("code")
+        link = LocalLink(self.coordinator, name, labels, s.slots, kinds)
         self.agent = Agent(
             link,
             AgentOptions(
@@ -108,6 +126,7 @@ class Server:
                 workdir=str(workdir),
                 long_poll=s.long_poll,
                 task_cache=str(s.home / "task-sources"),
+                **confine,
             ),
         )
         self.agent.start()

@@ -163,3 +163,40 @@ def test_a_worker_without_bwrap_refuses_to_take_code_jobs(cluster: Cluster) -> N
     assert b"bwrap" in done.stderr and b"drop code from --allow" in done.stderr, done.stderr
     assert time.monotonic() - started < 60
     assert cluster.workers() == {}  # it never joined
+
+
+PEEK = """
+import os
+print("STARTED", flush=True)
+home = os.environ.get("PEEK_HOME", "")
+for name in ("token", "corral.db"):
+    try:
+        open(os.path.join(home, name), "rb").read(1)
+        print("READ", name, flush=True)
+    except OSError as exc:
+        print("DENIED", name, type(exc).__name__, flush=True)
+"""
+
+
+def test_the_local_worker_boxes_code_jobs_away_from_the_servers_home(
+    shared: Cluster, missing_service: Callable[[str, str], NoReturn]
+) -> None:
+    why = check(find_bwrap())
+    if why:
+        missing_service("bubblewrap", why)
+    workers = shared.workers()
+    local = next(w for w in workers.values() if w["labels"].get("local") == "true")
+    assert "code" in local["allow"], local
+    assert (shared.home / "token").exists()  # what the job must not read
+    run = shared.submit(
+        {
+            "name": "local-box",
+            "jobs": {"peek": {"code": PEEK, "env": {"PEEK_HOME": str(shared.home)}}},
+        }
+    )
+    done = shared.wait_run(run["id"])
+    assert done["state"] == "passed", shared.job(run["id"], "peek")
+    log = shared.cli("logs", f"{run['id']}/peek")
+    assert "STARTED" in log.out, log
+    assert "DENIED token" in log.out and "DENIED corral.db" in log.out, log
+    assert "READ" not in log.out, log
