@@ -40,9 +40,13 @@ class PgWakeups:
         for t in self._threads:
             t.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop both threads and wait (a little) for them to close their connections."""
         self._stop.set()
         self._out.put(None)
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout)
 
     def _send(self) -> None:
         while not self._stop.is_set():
