@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint typecheck bench clean
+.PHONY: demo test install lint typecheck bench bench-all clean
 
 $(BIN)/corral: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ typecheck: install
 ## Benchmarks against the peer systems (separate environment in bench/.venv).
 bench:
 	bash bench/run.sh
+
+## Every workload: W1–W3, then W6 (sshd fleet), W7, W8 and the dashboard.
+bench-all:
+	bash bench/run.sh --workloads all
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

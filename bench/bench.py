@@ -30,8 +30,11 @@ from bench import floors, procs, report, workloads
 from bench.systems import ADAPTERS, load
 
 ALL_SYSTEMS = ["corral", "huey", "celery", "rq", "procrastinate", "dask", "floor"]
-ALL_WORKLOADS = ["W1", "W2", "W3"]
-LABELS = {"corral": "corral (command `true`)"}
+QUEUE_WORKLOADS = ["W1", "W2", "W3"]  # run per system of --systems
+#: workloads with their own participants (corral, its peers for that workload, floors)
+EXTRA_WORKLOADS = ["W6", "W7", "W8", "DASH"]
+ALL_WORKLOADS = QUEUE_WORKLOADS + EXTRA_WORKLOADS
+LABELS = {"corral": "corral (task noop)"}
 
 
 def log(msg: str) -> None:
@@ -43,7 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "--workloads", default=",".join(ALL_WORKLOADS), help="comma-separated, of %(default)s"
+        "--workloads",
+        default=",".join(QUEUE_WORKLOADS),
+        help=f"comma-separated, of {','.join(ALL_WORKLOADS)}, or `all` (default %(default)s)",
     )
     ap.add_argument(
         "--systems",
@@ -59,6 +64,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["batch", "single"],
         default="batch",
         help="W3 through the batch API where one exists, or single calls",
+    )
+    ap.add_argument(
+        "--corral-noop",
+        choices=["task", "command"],
+        default="task",
+        help="corral's noop in W1/W2: the registered Python task, or the command job `true`",
+    )
+    ap.add_argument("--w6-hosts", type=int, default=20, help="W6 sshd hosts (default %(default)s)")
+    ap.add_argument(
+        "--w6-peers",
+        default="corral,asyncssh,fabric,pssh,execnet,openssh,ansible",
+        help="W6 participants in run order (default %(default)s)",
+    )
+    ap.add_argument(
+        "--w6-warm-rounds", type=int, default=5, help="W6 warm rounds, median (default %(default)s)"
+    )
+    ap.add_argument(
+        "--w6-seq",
+        type=int,
+        default=100,
+        help="W6 commands in a row on one host (default %(default)s)",
+    )
+    ap.add_argument("--w7-mib", type=int, default=1024, help="W7 stdout MiB (default %(default)s)")
+    ap.add_argument("--w8-mib", type=int, default=1024, help="W8 object MiB (default %(default)s)")
+    ap.add_argument(
+        "--w8-backends", default="dir,s3", help="W8 object backends (default %(default)s)"
+    )
+    ap.add_argument(
+        "--dash-jobs",
+        type=int,
+        default=100_000,
+        help="dashboard: jobs stored (default %(default)s)",
+    )
+    ap.add_argument(
+        "--dash-runs",
+        type=int,
+        default=1_000,
+        help="dashboard: runs they are in (default %(default)s)",
+    )
+    ap.add_argument(
+        "--dash-requests",
+        type=int,
+        default=200,
+        help="dashboard: timed GETs of each page (default %(default)s)",
+    )
+    ap.add_argument(
+        "--dash-lines",
+        type=int,
+        default=50,
+        help="dashboard: log lines timed (default %(default)s)",
     )
     ap.add_argument(
         "--out",
@@ -85,6 +140,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     a = ap.parse_args(argv)
     a.workloads = [w.strip().upper() for w in a.workloads.split(",") if w.strip()]
+    if a.workloads == ["ALL"]:
+        a.workloads = list(ALL_WORKLOADS)
+    a.w6_peers = [p.strip().lower() for p in a.w6_peers.split(",") if p.strip()]
+    a.w8_backends = [b.strip().lower() for b in a.w8_backends.split(",") if b.strip()]
+    from bench import w6_fleet, w8_objects
+
+    for p in a.w6_peers:
+        if p not in w6_fleet.PEERS:
+            ap.error(f"unknown W6 peer {p!r} (have {', '.join(w6_fleet.PEERS)})")
+    for b in a.w8_backends:
+        if b not in w8_objects.BACKENDS:
+            ap.error(f"unknown W8 backend {b!r} (have {', '.join(w8_objects.BACKENDS)})")
     a.systems = [s.strip().lower() for s in a.systems.split(",") if s.strip()]
     for w in a.workloads:
         if w not in ALL_WORKLOADS:
@@ -193,6 +260,45 @@ def run_system(name: str, rep: int, a, workdir: Path, raw: dict, errors: dict) -
             log(f"{name}: stop: {_err(exc)}")
 
 
+def run_extras(rep: int, a, workdir: Path, raw: dict, errors: dict) -> None:
+    """One repetition of W6, W7, W8 and the dashboard; each interleaves its own participants."""
+    from bench import dash_bench, w6_fleet, w7_stdout, w8_objects
+
+    steps = {
+        "W6": lambda: w6_fleet.measure(
+            workdir / "w6",
+            a.w6_peers,
+            a.w6_hosts,
+            a.w6_warm_rounds,
+            a.w6_seq,
+            log=log,
+            errors=errors,
+        ),
+        "W7": lambda: w7_stdout.measure(workdir / "w7", a.w7_mib, log=log),
+        "W8": lambda: w8_objects.measure(workdir / "w8", a.w8_mib, a.w8_backends, rep, log=log),
+        "DASH": lambda: dash_bench.measure(
+            workdir / "dash", a.dash_jobs, a.dash_runs, a.dash_requests, a.dash_lines, log=log
+        ),
+    }
+    for w in EXTRA_WORKLOADS:
+        if w not in a.workloads:
+            continue
+        log(f"--- rep {rep + 1}/{a.reps}: {w}")
+        try:
+            rows = steps[w]()
+        except Exception as exc:
+            errors.setdefault(w, []).append(f"rep {rep + 1}: {_err(exc)}")
+            log(f"{w}: FAILED: {_err(exc)}")
+            continue
+        finally:
+            procs.stop_all()
+        for row, metrics in rows.items():
+            for k, v in metrics.items():
+                raw.setdefault(row, {}).setdefault(k, [None] * a.reps)[rep] = v
+    if "W8" in a.workloads and rep == a.reps - 1:
+        w8_objects.cleanup(workdir / "w8")
+
+
 def _err(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return text if len(text) < 2000 else text[:2000] + " …"
@@ -216,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.render:
         return render(Path(a.render))
+    os.environ["BENCH_CORRAL_NOOP"] = a.corral_noop  # read by the corral adapter
+    if a.corral_noop == "command":
+        LABELS["corral"] = "corral (command `true`)"
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)
@@ -242,12 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             versions[name] = f"unavailable ({_err(exc).splitlines()[0][:120]})"
             errors.setdefault(name, []).append(f"adapter: {_err(exc)}")
+    _extra_versions(a, versions, notes)
     dead: set[str] = {n for n in a.systems if n in ADAPTERS and n in errors}
     interrupted = False
     started = time.monotonic()
     try:
         for rep in range(a.reps):
-            for name in a.systems:
+            for name in a.systems if any(w in QUEUE_WORKLOADS for w in a.workloads) else []:
                 log(f"--- rep {rep + 1}/{a.reps}: {name}")
                 if name == "floor":
                     try:
@@ -264,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if not run_system(name, rep, a, workdir, raw, errors):
                     dead.add(name)
+            run_extras(rep, a, workdir, raw, errors)
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: stopping everything that was started")
@@ -277,7 +388,20 @@ def main(argv: list[str] | None = None) -> int:
     summary = report.summarize(raw)
     systems = [s for s in a.systems if s != "floor"]
     labels = {s: LABELS.get(s, s) for s in systems}
-    cfg = {"w1_n": a.w1_n, "w2_n": a.w2_n, "w3_n": a.w3_n}
+    cfg = {
+        "w1_n": a.w1_n,
+        "w2_n": a.w2_n,
+        "w3_n": a.w3_n,
+        "w6_hosts": a.w6_hosts,
+        "w6_seq": a.w6_seq,
+        "w6_warm_rounds": a.w6_warm_rounds,
+        "w7_mib": a.w7_mib,
+        "w8_mib": a.w8_mib,
+        "dash_jobs": a.dash_jobs,
+        "dash_runs": a.dash_runs,
+        "dash_requests": a.dash_requests,
+        "dash_lines": a.dash_lines,
+    }
     tabs = report.tables(summary, systems, labels, cfg)
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -301,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
                 str(a.w3_n),
                 "--w3-mode",
                 a.w3_mode,
+                "--corral-noop",
+                a.corral_noop,
+                *_extra_flags(a),
                 "--out",
                 a.out,
             ]
@@ -348,6 +475,56 @@ def _add_w3_shares(raw: dict, reps: int) -> None:
             (v / f if v is not None and f else None)
             for v, f in zip(metrics["w3_e2e_per_s"], floor2, strict=True)
         ]
+
+
+def _extra_flags(a) -> list[str]:
+    out: list[str] = []
+    if "W6" in a.workloads:
+        out += ["--w6-hosts", str(a.w6_hosts), "--w6-peers", ",".join(a.w6_peers)]
+        out += ["--w6-warm-rounds", str(a.w6_warm_rounds), "--w6-seq", str(a.w6_seq)]
+    if "W7" in a.workloads:
+        out += ["--w7-mib", str(a.w7_mib)]
+    if "W8" in a.workloads:
+        out += ["--w8-mib", str(a.w8_mib), "--w8-backends", ",".join(a.w8_backends)]
+    if "DASH" in a.workloads:
+        out += ["--dash-jobs", str(a.dash_jobs), "--dash-runs", str(a.dash_runs)]
+        out += ["--dash-requests", str(a.dash_requests), "--dash-lines", str(a.dash_lines)]
+    return out
+
+
+def _extra_versions(a, versions: dict[str, str], notes: dict[str, str]) -> None:
+    """Versions and how-it-runs lines of the participants of W6, W7, W8 and the dashboard."""
+    from bench import dash_bench, w6_fleet, w7_stdout, w8_objects
+
+    extras = [w for w in a.workloads if w in EXTRA_WORKLOADS]
+    if extras and "corral" not in versions:
+        versions["corral"] = load("corral", Path("/nonexistent")).version()
+    if "W6" in a.workloads:
+        for name, v in w6_fleet.versions(a.w6_peers).items():
+            if name != "corral":
+                versions[f"W6 {name}"] = v
+        for name in a.w6_peers:
+            notes[f"W6 {name}"] = w6_fleet.CLASSES[name].about
+        notes["W6 hosts"] = (
+            f"{a.w6_hosts} `sshd` (OpenSSH, Debian) on loopback ports, one RSA user key, "
+            "one shared host key, a generated ssh_config and known_hosts"
+        )
+    if "W7" in a.workloads:
+        notes["W7"] = " ".join((w7_stdout.__doc__ or "").split("\n\n")[1].split())
+    if "W8" in a.workloads:
+        notes["W8"] = " ".join((w8_objects.__doc__ or "").split("\n\n")[1].split())
+        if "s3" in a.w8_backends:
+            versions["W8 SeaweedFS"] = w8_objects.SeaweedFS(Path("/nonexistent")).version()
+    if "DASH" in a.workloads:
+        notes["dashboard"] = " ".join((dash_bench.__doc__ or "").split("\n\n")[1].split())
+        try:
+            from importlib import metadata
+
+            versions["dashboard browser"] = (
+                f"playwright {metadata.version('playwright')}, {dash_bench.CHROMIUM}"
+            )
+        except Exception as exc:
+            versions["dashboard browser"] = f"unavailable ({exc})"
 
 
 def _sqlite_version() -> str:

@@ -53,6 +53,105 @@ RATIOS = [
 ]
 
 
+# W6, W7, W8 and the dashboard: (title, base row, [(row, label)], columns); a row's ratio
+# to the base row follows each table. Titles are formatted with the run's config.
+EXTRA = [
+    (
+        "W6 — one command (`true`) on {w6_hosts} sshd hosts: cold, warm round "
+        "(median of {w6_warm_rounds}), {w6_seq} in a row on one host",
+        "w6:corral",
+        [
+            ("w6:corral", "corral exec (CLI)"),
+            ("w6:corral-api", "corral (API, coordinator side)"),
+            ("w6:asyncssh", "asyncssh"),
+            ("w6:fabric", "Fabric 3"),
+            ("w6:pssh", "parallel-ssh"),
+            ("w6:execnet", "execnet (kept channels)"),
+            ("w6:openssh", "OpenSSH shell loop"),
+            ("w6:ansible", "Ansible ad-hoc"),
+        ],
+        [
+            ("w6_cold_ms", "cold ms", False),
+            ("w6_warm_ms", "warm round ms", False),
+            ("w6_seq_ms", "{w6_seq} in a row ms", False),
+        ],
+    ),
+    (
+        "W7 — one job writing {w7_mib:,} MiB to stdout (log cap raised to fit), "
+        "submit → run ended with every byte stored",
+        "w7:corral",
+        [("w7:corral", "corral"), ("w7:cat", "floor: same bytes | cat > /dev/null")],
+        [
+            ("w7_mb_per_s", "MB/s", True),
+            ("w7_rss_server_mb", "server peak RSS MB (its local worker is in it)", False),
+            ("w7_rss_server_before_mb", "server peak RSS before the job MB", False),
+        ],
+    ),
+    (
+        "W8 — put and get of a {w8_mib:,} MiB object (Client.put_file / get_file)",
+        "w8:corral-dir",
+        [
+            ("w8:corral-dir", "corral, directory backend"),
+            ("w8:corral-s3", "corral, S3 (SeaweedFS)"),
+            ("w8:cp", "floor: cp + sync of the same file"),
+        ],
+        [
+            ("w8_put_mb_per_s", "put MB/s", True),
+            ("w8_get_mb_per_s", "get MB/s", True),
+            ("w8_rss_server_mb", "server peak RSS MB", False),
+        ],
+    ),
+    (
+        "Dashboard — {dash_jobs:,} jobs in {dash_runs:,} runs stored; pages timed "
+        "{dash_requests} times; {dash_lines} log lines job → browser",
+        "dash:corral",
+        [("dash:corral", "corral dashboard")],
+        [
+            ("dash_runs_p50_ms", "runs page p50 ms", False),
+            ("dash_runs_p99_ms", "runs page p99 ms", False),
+            ("dash_job_p50_ms", "job page p50 ms", False),
+            ("dash_job_p99_ms", "job page p99 ms", False),
+            ("dash_log_p50_ms", "log line → browser p50 ms", False),
+            ("dash_log_p99_ms", "log line → browser p99 ms", False),
+        ],
+    ),
+]
+
+
+def extra_tables(summary: dict, cfg: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    out = []
+    for title, base_row, rows, cols in EXTRA:
+        present = [(r, lab) for r, lab in rows if r in summary]
+        if not present:
+            continue
+        cols = [(k, h.format(**cfg), hib) for k, h, hib in cols]
+        keys = [c for c in cols if any(c[0] in summary[r] for r, _ in present)]
+        t = title.format(**cfg)
+        body = [[lab] + [cell(summary[r].get(k)) for k, _, _ in keys] for r, lab in present]
+        out.append((t, ["system"] + [h for _, h, _ in keys], body))
+        base = summary.get(base_row, {})
+        others = [(r, lab) for r, lab in present if r != base_row]
+        rkeys = [c for c in keys if c[0] in base and "rss" not in c[0]]
+        if base and others and rkeys:
+            rr = []
+            for r, lab in others:
+                row = [f"{lab} / {dict(rows)[base_row]}"]
+                for k, _, _ in rkeys:
+                    a, b = summary[r].get(k), base.get(k)
+                    row.append(
+                        f"{a['median'] / b['median']:.2f}x" if a and b and b["median"] else "—"
+                    )
+                rr.append(row)
+            out.append(
+                (
+                    "Ratios of the medians (>1 on MB/s: faster than corral; >1 on ms: slower)",
+                    ["ratio"] + [h for _, h, _ in rkeys],
+                    rr,
+                )
+            )
+    return out
+
+
 def summarize(raw: dict[str, dict[str, list[float | None]]]) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
     for system, metrics in raw.items():
@@ -139,6 +238,8 @@ def tables(
             ">1 on a ms column: the peer is slower)"
         )
         out.append((title, ["ratio"] + [h for _, h, _ in RATIOS], rrows))
+    if "w6_hosts" in cfg:  # runs from before these workloads have no such figures
+        out.extend(extra_tables(summary, cfg))
     return out
 
 

@@ -14,13 +14,18 @@ Contract this adapter assumes (bench/README.md repeats it):
   queued/running/passed/failed/canceled.
 * Stop: SIGTERM to the server's PID, 10 s grace, then SIGKILL.
 
-Python task bodies do not exist in corral yet, so ``noop`` is the command job
-``true`` here as well (the report says so).
+``noop`` is the registered Python task of ``bench/tasks/corral_tasks.py``
+(the server starts with ``--tasks bench/tasks``; a job is ``{"task": "noop",
+"args": {"x": i}}``) unless ``BENCH_CORRAL_NOOP=command`` (``--corral-noop
+command``) asks for the command job ``true``; ``shell_true`` is always the
+command job ``true`` (BENCH.md). The report says which form ran.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from importlib import metadata
 from typing import Any
 
@@ -34,6 +39,22 @@ ENDED = {"passed", "failed", "canceled"}
 #: the longest single long-poll we ask for (kept below the HTTP read timeout)
 WAIT_SLICE_S = 30
 COMMAND = {"noop": "true", "shell": "true"}
+TASKS_DIR = procs.REPO_ROOT / "bench" / "tasks"
+
+
+def noop_form() -> str:
+    """ "task" (the registered Python task, the default) or "command" (the command job `true`)."""
+    form = os.environ.get("BENCH_CORRAL_NOOP", "task")
+    if form not in ("task", "command"):
+        raise ValueError(f"BENCH_CORRAL_NOOP must be task or command, not {form!r}")
+    return form
+
+
+def job_spec(kind: str, i: int, form: str) -> dict[str, Any]:
+    """One job of the run spec: noop as a task call (or `true`), shell_true as `true`."""
+    if kind == "noop" and form == "task":
+        return {"task": "noop", "args": {"x": i}}
+    return {"command": COMMAND[kind]}
 
 
 class CorralSystem(System):
@@ -45,6 +66,13 @@ class CorralSystem(System):
         self.client: corral.Client | None = None
         self.server: procs.ManagedProc | None = None
         self._seq = 0  # run names are unique within one server's life
+        self.form = noop_form()
+        self.extra_args: list[str] = []  # more `corral serve` flags (other workloads)
+        self.launcher = [procs.venv_bin("corral")]  # W7: bench.corral_serve raises the log cap
+        self.env: dict[str, str] = {}
+        self.home = self.workdir / "corral-home"
+        self.base = ""
+        self.token = ""
 
     def version(self) -> str:
         try:
@@ -53,20 +81,24 @@ class CorralSystem(System):
             return "not installed"
 
     def describe(self) -> str:
+        if self.form == "task":
+            noop = "noop is the registered Python task `noop(x)` (`--tasks bench/tasks`)"
+        else:
+            noop = "noop is the command job `true`"
         return (
-            "`corral serve --local-slots 2` on loopback, HTTP API; "
-            "noop and shell_true are both the command job `true`"
+            "`corral serve --local-slots 2 --tasks bench/tasks` on loopback, HTTP API; "
+            f"{noop}; shell_true is the command job `true`"
         )
 
     # -- lifecycle --------------------------------------------------------
     def start(self) -> None:
-        home = self.workdir / "corral-home"
+        home = self.home
         home.mkdir(parents=True, exist_ok=True)
         port = procs.free_port()
         self.server = self.spawn(
             "corral-serve",
             [
-                procs.venv_bin("corral"),
+                *self.launcher,
                 "serve",
                 "--home",
                 str(home),
@@ -74,8 +106,12 @@ class CorralSystem(System):
                 str(port),
                 "--local-slots",
                 "2",
+                "--tasks",
+                str(TASKS_DIR),
+                *self.extra_args,
             ],
             stop_signal=signal.SIGTERM,
+            env=self.env,
         )
         base = f"http://127.0.0.1:{port}"
 
@@ -93,7 +129,15 @@ class CorralSystem(System):
         token = token_file.read_text().strip().splitlines()[0]
         # corral's own client, as its users call it (it also turns off Nagle's delay)
         self.client = corral.Client(base, token)
+        self.base, self.token = base, token
         self.warm_up()
+        if self.form == "task":
+            # the task really ran and returned its argument (not just a passed state)
+            run = self._post_run(self._name("noop"), {"j": job_spec("noop", 7, "task")})
+            self.wait_one(run, time.monotonic() + 60)
+            got = self.client.result(run, "j")
+            if got != 7:
+                raise RuntimeError(f"corral task noop(7) returned {got!r}")
 
     def stop(self) -> None:
         if self.client is not None:
@@ -111,10 +155,10 @@ class CorralSystem(System):
         return f"bench-{kind}-{self._seq}"
 
     def submit_one(self, i: int, kind: str) -> int:
-        return self._post_run(self._name(kind), {"j": {"command": COMMAND[kind]}})
+        return self._post_run(self._name(kind), {"j": job_spec(kind, i, self.form)})
 
     def batch(self, kind: str, n: int) -> list[int]:
-        jobs = {f"j{i}": {"command": COMMAND[kind]} for i in range(n)}
+        jobs = {f"j{i}": job_spec(kind, i, self.form) for i in range(n)}
         return [self._post_run(self._name(kind), jobs)]
 
     def wait_one(self, handle: int, deadline: float) -> None:
