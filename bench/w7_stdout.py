@@ -1,8 +1,7 @@
 """W7: one job writing a lot to stdout (1 GiB by default), next to `cat > /dev/null`.
 
-corral: a fresh ``corral serve --local-slots 2`` per repetition, started through
-``bench.corral_serve`` so the local worker keeps up to the whole output (corral's
-default cap is 16 MiB and it has no setting for it). One command job writes the
+corral: a fresh ``corral serve --local-slots 2`` per repetition, with ``--log-limit``
+raised so the local worker keeps the whole output (the default cap is 16 MiB). One command job writes the
 bytes; the figure is bytes stored / (submit → run ended). The bytes stored are
 read back from the store afterwards (the attempt's ``log_bytes`` and the sum of
 its chunks) and must equal what the job wrote. The local worker runs inside the
@@ -16,7 +15,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -35,8 +33,7 @@ def producer(nbytes: int) -> str:
 def corral_once(workdir: Path, nbytes: int) -> dict[str, float]:
     system = CorralSystem(workdir)
     # room for the whole output, and a little for corral's own notes in the log
-    system.env = {"BENCH_CORRAL_LOG_LIMIT": str(nbytes + 1024 * 1024)}
-    system.launcher = [sys.executable, "-m", "bench.corral_serve"]
+    system.extra_args = ["--log-limit", str(nbytes + 1024 * 1024)]
     try:
         system.start()
         assert system.client is not None and system.server is not None

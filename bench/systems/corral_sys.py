@@ -68,7 +68,7 @@ class CorralSystem(System):
         self._seq = 0  # run names are unique within one server's life
         self.form = noop_form()
         self.extra_args: list[str] = []  # more `corral serve` flags (other workloads)
-        self.launcher = [procs.venv_bin("corral")]  # W7: bench.corral_serve raises the log cap
+        self.launcher = [procs.venv_bin("corral")]
         self.env: dict[str, str] = {}
         self.home = self.workdir / "corral-home"
         self.base = ""

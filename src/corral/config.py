@@ -38,6 +38,7 @@ class Settings:
     long_poll: float = 25.0  # how long a lease or wait request may hang
     retry_backoff: float = 1.0
     max_body: int = 8 * 1024 * 1024
+    log_limit: int = 16 * 1024 * 1024  # bytes of log kept per attempt by the local worker
     tls_cert: str = ""
     tls_key: str = ""
     demo: bool = False
@@ -65,6 +66,7 @@ class Settings:
 
 
 _DURATIONS = {"lease_ttl", "sweep_interval", "offline_after", "long_poll", "retry_backoff"}
+_SIZES = {"max_body", "max_object_size", "log_limit"}  # "16MiB", "5GiB" or a number of bytes
 
 
 def load(
@@ -133,6 +135,10 @@ def load(
 def _coerce(name: str, value: Any, kind: object) -> Any:
     if name in _DURATIONS:
         return parse_duration(value)
+    if name in _SIZES:
+        from corral.domain.limits import parse_size
+
+        return parse_size(value)
     if kind in ("int", int):
         if isinstance(value, bool):
             raise ValueError("expected a whole number")

@@ -126,6 +126,7 @@ class Server:
                 workdir=str(workdir),
                 long_poll=s.long_poll,
                 task_cache=str(s.home / "task-sources"),
+                log_limit=s.log_limit,
                 **confine,
             ),
         )

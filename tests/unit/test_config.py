@@ -110,7 +110,7 @@ def test_every_problem_at_once_with_where_it_came_from(home: Path) -> None:
             f"{path}: port: expected a whole number, got 'x'",
             f'{path}: lease-ttl: expected a duration like "20m", "90s" or "1h30m", got \'soon\'',
             "CORRAL_DEMO: expected true or false, got 'maybe'",
-            "CORRAL_MAX_BODY: expected a whole number, got 'big'",
+            "CORRAL_MAX_BODY: expected a size like \"512MiB\", got 'big'",
             '--sweep-interval: expected a duration like "20m", "90s" or "1h30m", got \'fast\'',
         ]
     )
@@ -167,3 +167,13 @@ def test_tls_files_must_exist(tmp_path: Path, home: Path) -> None:
     key.write_text("x")
     s = load({"tls_cert": str(cert), "tls_key": str(key)}, env=env_for(home))
     assert (s.tls_cert, s.tls_key) == (str(cert), str(key))
+
+
+def test_sizes_are_written_as_people_write_them(home: Path) -> None:
+    write(home, 'max_object_size = "2GiB"\nlog_limit = "64MiB"\n')
+    s = load({"max_body": "512KiB"}, env=env_for(home))
+    assert (s.max_object_size, s.log_limit, s.max_body) == (2 * 1024**3, 64 * 1024**2, 512 * 1024)
+    assert load({}, env=env_for(home, CORRAL_LOG_LIMIT="1000")).log_limit == 1000
+    with pytest.raises(ConfigError) as info:
+        load({"log_limit": "lots"}, env=env_for(home))
+    assert any("--log-limit" in p and "512MiB" in p for p in info.value.problems)

@@ -49,7 +49,7 @@ def test_bad_object_settings_are_reported_together(tmp_path: Path) -> None:
         load({"objects": "ftp://x"}, env=env)
     problems = info.value.problems
     assert any("objects: expected a directory or s3://" in p for p in problems)
-    assert any("max_object_size" in p for p in problems)
+    assert any("MAX_OBJECT_SIZE" in p.upper() for p in problems)
 
 
 def test_a_directory_that_cannot_be_made_is_a_configuration_error(tmp_path: Path) -> None:

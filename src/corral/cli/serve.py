@@ -55,6 +55,9 @@ from corral.fleet.inventory import Inventory, load_inventory
     default=None,
     help="Where objects go: a directory or s3://bucket[/prefix] [default: $CORRAL_HOME/objects].",
 )
+@click.option(
+    "--log-limit", default=None, help='Log kept per attempt by the local worker [default: "16MiB"].'
+)
 @click.option("--demo", is_flag=True, default=None, help="Submit an example run at start.")
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve_cmd(config_file: str | None, **flags: Any) -> None:
@@ -163,6 +166,9 @@ def _safe(url: str) -> str:
     "--grace", default="5s", help="Between TERM and KILL when a job times out or is canceled."
 )
 @click.option(
+    "--log-limit", default="16MiB", help="Log kept per attempt; more is cut with a marker."
+)
+@click.option(
     "--task-cache",
     default="",
     help="Where task sources are kept by hash [default: $CORRAL_HOME/task-sources].",
@@ -183,6 +189,7 @@ def worker_cmd(
     workdir: str,
     max_offline: str,
     grace: str,
+    log_limit: str,
     task_cache: str,
     run_as: str | None,
 ) -> None:
@@ -194,6 +201,7 @@ def worker_cmd(
     from corral.client import Http
     from corral.domain.durations import parse_duration
     from corral.domain.labels import LabelError, parse_labels
+    from corral.domain.limits import parse_size
     from corral.worker.agent import Agent, AgentOptions, default_name, on_signal
     from corral.worker.http_link import HttpLink
 
@@ -203,6 +211,7 @@ def worker_cmd(
         parsed = parse_labels(labels)
         offline = 0.0 if max_offline in ("0", "") else parse_duration(max_offline)
         grace_s = parse_duration(grace)
+        log_bytes = parse_size(log_limit)
     except (LabelError, ValueError) as exc:
         error(str(exc))
         sys.exit(EXIT_ERROR)
@@ -232,6 +241,7 @@ def worker_cmd(
             workdir=workdir,
             max_offline=offline,
             grace=grace_s,
+            log_limit=log_bytes,
             task_cache=task_cache,
             **confine,
         ),
