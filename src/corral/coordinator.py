@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from corral import events
 from corral.auth import Principal
@@ -376,6 +377,15 @@ class Coordinator:
         run = self.run(who, ref)
         job_id = self.store.runs.job(run.id, label).id if label is not None else None
         return self.store.pages.outputs(run.id, job_id)
+
+    def results(self, who: Principal, ref: str) -> tuple[Run, list[tuple[str, str, str, Any]]]:
+        """Each job's label, state, reason and result (a task's return value), in spec order."""
+        run = self.run(who, ref)
+        found = self.store.dataflow.results(run.id)
+        return run, [
+            (f"{n}[{i}]" if i else n, state, reason, result)
+            for n, i, state, reason, result in found
+        ]
 
     def busy_jobs(self, who: Principal) -> dict[int, list[Busy]]:
         """Worker id → the jobs it holds now, among the projects this principal may see."""

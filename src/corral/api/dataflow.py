@@ -32,6 +32,17 @@ def add_outputs(job: dict[str, Any], outputs: Sequence[Output]) -> dict[str, Any
     return job
 
 
+@router.get("/runs/{ref}/results")
+def run_results(request: Request, who: Who, ref: str) -> Response:
+    """Every job's state, reason and result (a task's return value), in spec order."""
+    run, found = coordinator(request).results(who, ref)
+    jobs = [
+        {"label": label, "state": state, "reason": reason, "result": result}
+        for label, state, reason, result in found
+    ]
+    return answer({"run": run.id, "state": run.state.value, "jobs": jobs})
+
+
 @router.get("/runs/{ref}/jobs/{label}/outputs")
 def job_outputs(
     request: Request, who: Who, ref: str, label: str, attempt: int | None = None

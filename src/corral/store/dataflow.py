@@ -106,6 +106,19 @@ class Dataflow:
         have = {(r.name, r.output): (r.sha256, int(r.size)) for r in found}
         return {ref: have.get(ref) for ref in wanted}
 
+    def results(self, run_id: int) -> list[tuple[str, str, str, str, Any]]:
+        """Every job of a run, in spec order, as (name, instance, state, reason, the result
+        of its current or last attempt): what `Client.map` reads in one request."""
+        with self.db.read() as conn:
+            found = conn.execute(
+                select(jobs.c.name, jobs.c.instance, jobs.c.state, jobs.c.reason, attempts.c.result)
+                .select_from(jobs)
+                .outerjoin(attempts, attempts.c.id == jobs.c.current_attempt_id)
+                .where(jobs.c.run_id == run_id)
+                .order_by(jobs.c.position, jobs.c.id)
+            ).all()
+        return [(r.name, r.instance, r.state, r.reason, r.result) for r in found]
+
     def attempt_project(self, worker_id: int, attempt_id: int) -> int | None:
         """The project of the run of a live attempt that this worker holds; None otherwise."""
         with self.db.read() as conn:
