@@ -6,6 +6,7 @@ import hashlib
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from integration_helpers import report, spec
@@ -68,7 +69,7 @@ def lease_one(coord: Coordinator, link: LocalLink, name: str) -> Lease:
     return leases[0]
 
 
-CHAIN = {
+CHAIN: dict[str, dict[str, Any]] = {
     "count": {"command": "wc -l", "stdout": "object", "outputs": ["out/*.txt"], "retries": 1},
     "sum": {
         "command": "cat inputs/*",

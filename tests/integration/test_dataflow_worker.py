@@ -8,8 +8,9 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from integration_helpers import spec
@@ -22,6 +23,7 @@ from corral.registry import Registry
 from corral.store import Store
 from corral.worker.agent import Agent, AgentOptions
 from corral.worker.link import LocalLink
+from corral.worker.sandbox import check, find_bwrap
 
 with warnings.catch_warnings():
     warnings.filterwarnings(
@@ -299,3 +301,52 @@ def test_a_worker_token_reads_and_writes_only_for_attempts_it_holds(
         # the attempt is over: its input is not the worker's to read any more
         r = client.get(f"/api/v1/objects/{sha}", headers=auth(worker_secret))
         assert r.status_code == 404
+
+
+def test_a_sandboxed_code_job_reads_its_inputs_and_keeps_outputs(
+    coord: Coordinator,
+    admin: Principal,
+    workdir: str,
+    tmp_path: Path,
+    missing_service: Callable[[str, str], NoReturn],
+) -> None:
+    bwrap = find_bwrap()
+    why = check(bwrap)
+    if why:
+        missing_service("bwrap", why)
+    assert bwrap is not None
+    link = LocalLink(coord, "boxed", {}, 1, ["command", "code"])
+    agent = Agent(link, AgentOptions(slots=1, workdir=workdir, bwrap=bwrap))
+    agent.start()
+    try:
+        code = (
+            "import pathlib\n"
+            "text = pathlib.Path('inputs/words').read_text()\n"
+            "pathlib.Path('count.txt').write_text(str(len(text.split())))\n"
+            "try:\n"
+            "    pathlib.Path('inputs/words').write_text('changed')\n"
+            "except OSError as exc:\n"
+            "    print('read-only:', exc.strerror)\n"
+        )
+        run = coord.submit(
+            admin,
+            spec(
+                {
+                    "words": {"command": "echo one two three", "stdout": "object"},
+                    "count": {
+                        "code": code,
+                        "inputs": {"words": "words:stdout"},
+                        "outputs": ["count.txt"],
+                    },
+                }
+            ),
+        )
+        wait_run(coord, run.id)
+        _, job = coord.job(admin, str(run.id), "count")
+        assert job.job.state.value == "passed", job.job.reason
+        assert log(coord, admin, run.id, "count") == "read-only: Read-only file system\n"
+        (kept,) = coord.outputs(admin, str(run.id), "count")
+        assert (kept.name, read(coord, kept.sha256)) == ("count.txt", b"3")
+    finally:
+        agent.stop("test over")
+        agent.wait_stopped(10)
