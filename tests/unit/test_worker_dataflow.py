@@ -93,9 +93,10 @@ def test_files_whose_names_break_the_rules_are_skipped(tmp_path: Path) -> None:
 def test_an_attempt_keeps_stdout_and_files_and_says_what_it_skipped(tmp_path: Path) -> None:
     (tmp_path / "r.txt").write_text("result")
     (tmp_path / "l.txt").symlink_to(tmp_path / "r.txt")
+    (tmp_path / "stdout").write_text("a file that would shadow stdout")
     notes: list[str] = []
     link = Objects()
-    payload = {"outputs": ["*.txt"], "stdout": "object"}
+    payload = {"outputs": ["*.txt", "stdout"], "stdout": "object"}
     data = AttemptData.of(link, 7, payload, notes.append)
     assert data is not None and data.keep_stdout
     stdout = tmp_path.parent / "stdout.bin"
@@ -104,7 +105,10 @@ def test_an_attempt_keeps_stdout_and_files_and_says_what_it_skipped(tmp_path: Pa
         data.collect(str(tmp_path), f)
     assert data.outputs == [("stdout", sha(b"printed\n"), 8), ("r.txt", sha(b"result"), 6)]
     assert [p[3] for p in link.put] == [b"printed\n", b"result"]
-    assert notes == ["output not kept: l.txt: a symbolic link (never followed)"]
+    assert notes == [
+        "output not kept: l.txt: a symbolic link (never followed)",
+        "output not kept: stdout: the name of the job's stdout object",
+    ]
     assert AttemptData.of(link, 8, {"command": "x"}, notes.append) is None
 
 

@@ -195,6 +195,9 @@ class AttemptData:
         if stdout is not None:
             self._keep("stdout", stdout)
         for name, path in found.files:
+            if stdout is not None and name == "stdout":
+                self.note("output not kept: stdout: the name of the job's stdout object")
+                continue
             try:
                 f = open_output(path)
             except OSError as exc:
