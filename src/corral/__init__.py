@@ -11,6 +11,7 @@ from corral.errors import (
     InvalidInput,
     InvalidRunSpec,
     LeaseLost,
+    MapFailed,
     NotFound,
     Unauthorized,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidInput",
     "InvalidRunSpec",
     "LeaseLost",
+    "MapFailed",
     "NotFound",
     "RunHandle",
     "Unauthorized",

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral import metrics
-from corral.api import hosts, objects, runs, shared, tasks, tokens, workers
+from corral.api import dataflow, hosts, objects, runs, shared, tasks, tokens, workers
 from corral.api.limits import BodyLimit
 from corral.coordinator import Coordinator
 from corral.dashboard import routes as dashboard
@@ -46,6 +46,7 @@ def create_app(
         objects.router,
         hosts.router,
         shared.router,
+        dataflow.router,
     ):
         # the routes themselves, not an included router: FastAPI resolves an included
         # router's routes again on every request, which costs more than most handlers

@@ -10,7 +10,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,6 +266,55 @@ class Client:
     def result(self, ref: str | int, label: str) -> Any:
         """A task job's return value (from its latest attempt); None until it has one."""
         return self.job(ref, label).get("result")
+
+    def results(self, ref: str | int) -> dict[str, Any]:
+        """Every job's label, state, reason and result in one read (spec order)."""
+        result: dict[str, Any] = self.http.request("GET", f"/api/v1/runs/{ref}/results")
+        return result
+
+    def outputs(self, ref: str | int, label: str) -> list[dict[str, Any]]:
+        """What a job's latest attempt kept: name, sha256 and size of each output."""
+        answer = self.http.request("GET", f"/api/v1/runs/{ref}/jobs/{label}/outputs")
+        return list(answer["outputs"])
+
+    def output(self, ref: str | int, label: str, name: str) -> bytes:
+        """The bytes of one output of a job's latest attempt ("stdout", or a path)."""
+        for item in self.outputs(ref, label):
+            if item["name"] == name:
+                return self.get(item["sha256"])
+        raise NotFound(f"job {label!r} of run {ref} kept no output {name!r}")
+
+    def map(
+        self,
+        task: str,
+        items: Iterable[Any],
+        *,
+        arg: str | None = None,
+        on: Mapping[str, str] | None = None,
+        timeout: float | str | None = None,
+        retries: int | None = None,
+        name: str | None = None,
+        progress: bool = True,
+    ) -> list[Any]:
+        """Run the task once per item, in one run, and return the results in order.
+
+        Each item is a mapping of keyword arguments, or is given as the argument `arg`.
+        Waits (with a progress bar on a terminal). If any job fails, raises MapFailed listing
+        each failed item and its reason, carrying the results that did come back.
+        """
+        from corral.mapping import run_map
+
+        return run_map(
+            self,
+            task,
+            items,
+            arg=arg,
+            on=on,
+            timeout=timeout,
+            retries=retries,
+            name=name,
+            progress=progress,
+        )
 
     def log(
         self,

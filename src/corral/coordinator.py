@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from corral import events
 from corral.auth import Principal
@@ -43,6 +44,7 @@ from corral.registry import Registry
 from corral.scheduler.placement import expand, why_waiting
 from corral.secrets import Secrets
 from corral.store import Store
+from corral.store.dataflow import input_refs
 from corral.store.leases import Ended
 from corral.store.objects import ObjectRow
 from corral.store.pages import Busy, Output
@@ -155,10 +157,26 @@ class Coordinator:
     # -- objects -------------------------------------------------------------------------
 
     def begin_upload(
-        self, who: Principal, sha256: str, project: str | None = None, size: int | None = None
+        self,
+        who: Principal,
+        sha256: str,
+        project: str | None = None,
+        size: int | None = None,
+        attempt: int | None = None,
     ) -> tuple[Project, ObjectUpload]:
         """Check who may upload where and the declared size, before a byte is read."""
         sha256 = parse_sha256(sha256)
+        if who.kind == "worker" and attempt is not None:
+            # a job's output: into the project of the run whose attempt the worker holds
+            project_id = self.store.dataflow.attempt_project(who.require_worker(), attempt)
+            if project_id is None:
+                raise LeaseLost(f"attempt {attempt}: not a live lease of this worker")
+            if size is not None and size > self.max_object_size:
+                raise PayloadTooLarge(
+                    f"an object may be at most {self.max_object_size} bytes, not {size}"
+                )
+            proj = self.store.projects.by_id(project_id)
+            return proj, ObjectUpload(self._blobs(), sha256, self.max_object_size)
         proj = self._project(project or who.project or "default")
         who.require_read(proj.id)
         if who.kind not in ("admin", "submitter"):
@@ -177,6 +195,14 @@ class Coordinator:
     def find_object(self, who: Principal, sha256: str, project: str | None = None) -> ObjectRow:
         """An object the caller may read; 404 whether it is missing or only not theirs."""
         sha256 = parse_sha256(sha256)
+        if who.kind == "worker":
+            # a worker reads the inputs of the attempts it holds, and nothing else
+            found = self.store.objects.get(sha256)
+            if found is None or not self.store.dataflow.worker_may_read(
+                who.require_worker(), sha256
+            ):
+                raise NotFound(f"no object sha256:{sha256}")
+            return found
         ids = who.visible_projects()
         if project:
             proj = self._project(project)
@@ -218,22 +244,25 @@ class Coordinator:
         ]
         if unknown_secrets:
             raise InvalidRunSpec(unknown_secrets)
-        dataflow = [j for j in spec.jobs if j.inputs or j.outputs or j.stdout != "log"]
-        if dataflow:
-            # the spec language has them; workers do not place inputs or keep outputs yet, and
-            # a job that silently ran without its inputs would be worse than a clear refusal
-            raise InvalidRunSpec(
-                [
-                    (f"jobs.{j.name}", 'inputs, outputs and stdout = "object" are not served yet')
-                    for j in dataflow
-                ]
-            )
+        self._check_object_inputs(spec, proj)
         needs_workers = any(j.fanout == "each" for j in spec.jobs)
         workers = self.store.workers.list() if needs_workers else []
         placements = expand(spec, workers)
         run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
         self.hub.notify(events.QUEUE, events.run_topic(run.id))
         return run
+
+    def _check_object_inputs(self, spec: RunSpec, proj: Project) -> None:
+        """Inputs that name objects must be readable by the run's project: knowing a hash
+        grants nothing, and the answer is the same whether it is missing or another's."""
+        missing = [
+            (f"jobs.{j.name}.inputs.{i.name}", f"no object sha256:{i.sha256}")
+            for j in spec.jobs
+            for i in j.inputs
+            if i.sha256 and self.store.objects.readable(i.sha256, [proj.id]) is None
+        ]
+        if missing:
+            raise InvalidRunSpec(missing)
 
     def _with_task_defaults(self, spec: RunSpec) -> RunSpec:
         """Check every task job's name against the registry; fill in the task's defaults."""
@@ -348,6 +377,15 @@ class Coordinator:
         run = self.run(who, ref)
         job_id = self.store.runs.job(run.id, label).id if label is not None else None
         return self.store.pages.outputs(run.id, job_id)
+
+    def results(self, who: Principal, ref: str) -> tuple[Run, list[tuple[str, str, str, Any]]]:
+        """Each job's label, state, reason and result (a task's return value), in spec order."""
+        run = self.run(who, ref)
+        found = self.store.dataflow.results(run.id)
+        return run, [
+            (f"{n}[{i}]" if i else n, state, reason, result)
+            for n, i, state, reason, result in found
+        ]
 
     def busy_jobs(self, who: Principal) -> dict[int, list[Busy]]:
         """Worker id → the jobs it holds now, among the projects this principal may see."""
@@ -474,6 +512,8 @@ class Coordinator:
             self._found_empty.pop(worker_id, None)
         if leases:
             self.hub.notify(*{events.run_topic(x.run_id) for x in leases})
+        if any(x.payload.get("inputs") for x in leases):
+            leases = [self._with_inputs(x) for x in leases]
         if len(self.secrets):
             leases = [self._with_secrets(x) for x in leases]
         return leases
@@ -491,6 +531,28 @@ class Coordinator:
                 x = replace(x, payload={**x.payload, **t.lease_fields()})
             out.append(x)  # a task gone from the server: the worker fails the job saying so
         return out
+
+    def _with_inputs(self, lease: Lease) -> Lease:
+        """Resolve the inputs a job takes from other jobs to what their passed attempts
+        produced, now (a rerun of the producer changes them); the store keeps the spec only.
+        An output the producer did not produce fails the job, naming the input."""
+        refs = input_refs(lease.payload)
+        if not refs:
+            return lease
+        resolved = self.store.dataflow.resolve(lease.run_id, [r for _, _, r in refs if r])
+        placed: list[dict[str, str]] = []
+        for name, sha, ref in refs:
+            if ref is not None:
+                found = resolved.get(ref)
+                if found is None:
+                    problem = (
+                        f"input {name!r}: job {ref[0]!r} produced no {ref[1]!r} "
+                        "(nothing matched, or it has not passed)"
+                    )
+                    return replace(lease, payload={**lease.payload, "input_problem": problem})
+                sha = found[0]
+            placed.append({"name": name, "sha256": str(sha)})
+        return replace(lease, payload={**lease.payload, "input_objects": placed})
 
     def _with_secrets(self, lease: Lease) -> Lease:
         """Secret values go with the lease only (never into the store)."""

@@ -9,6 +9,7 @@ CorralError
 ├── Forbidden             the token may not do this (403)
 ├── Conflict              the request fights the current state (409)
 │   └── LeaseLost         a lease token that is not the current one (409)
+├── MapFailed             some items of `Client.map` failed (client side; carries the rest)
 ├── PayloadTooLarge       a body over the configured cap (413)
 ├── RangeNotSatisfiable   a byte range past the end of an object (416)
 └── ConfigError           configuration problems, all of them at once
@@ -108,3 +109,20 @@ class ConfigError(CorralError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+class MapFailed(CorralError):
+    """Some items of a `Client.map` failed. `failures` lists (index, item, reason) for each;
+    `results` holds every item's result in order (None where it failed)."""
+
+    def __init__(
+        self, run_id: int, failures: Sequence[tuple[int, object, str]], results: Sequence[object]
+    ) -> None:
+        shown = "; ".join(f"item {i} ({item!r:.60}): {why}" for i, item, why in failures[:20])
+        more = f"; and {len(failures) - 20} more" if len(failures) > 20 else ""
+        super().__init__(
+            f"run {run_id}: {len(failures)} of {len(results)} items failed: {shown}{more}"
+        )
+        self.run_id = run_id
+        self.failures = list(failures)
+        self.results = list(results)

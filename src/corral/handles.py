@@ -103,6 +103,18 @@ class RunHandle(Mapping[str, Any]):
         """One job with its attempts."""
         return self.client.job(self.id, label)
 
+    def result(self, label: str) -> Any:
+        """A task job's return value (its latest attempt's); None until it has one."""
+        return self.client.result(self.id, label)
+
+    def outputs(self, label: str) -> list[dict[str, Any]]:
+        """What a job's latest attempt kept: name, sha256 and size of each output."""
+        return self.client.outputs(self.id, label)
+
+    def output(self, label: str, name: str) -> bytes:
+        """The bytes of one output of a job ("stdout", or a path among its outputs)."""
+        return self.client.output(self.id, label, name)
+
     def log(self, label: str, *, attempt: int | None = None) -> str:
         """A job's whole log (stdout and stderr in the order they were written)."""
         parts: list[str] = []

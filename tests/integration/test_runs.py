@@ -412,15 +412,3 @@ def test_a_draining_worker_gets_nothing(coord: Coordinator, admin: Principal) ->
     assert coord.lease(w.id, 10) == []
     coord.drain(admin, "w1", draining=False)
     assert [x.job_name for x in coord.lease(w.id, 10)] == ["a"]
-
-
-def test_dataflow_specs_are_refused_until_workers_serve_them(
-    coord: Coordinator, admin: Principal
-) -> None:
-    from corral.errors import InvalidRunSpec
-
-    before = coord.runs(admin)
-    with pytest.raises(InvalidRunSpec) as info:
-        coord.submit(admin, spec({"a": {"command": "x", "stdout": "object"}}))
-    assert "not served yet" in str(info.value.problems)
-    assert coord.runs(admin) == before

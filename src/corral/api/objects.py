@@ -27,15 +27,16 @@ def object_json(row: ObjectRow) -> dict[str, object]:
 
 @router.put("/objects/{sha256}", status_code=201)
 async def put_object(
-    request: Request, who: Who, sha256: str, project: str | None = None
+    request: Request, who: Who, sha256: str, project: str | None = None, attempt: int | None = None
 ) -> Response:
     """Upload the body as the object `sha256` (201; 200 when it was stored before). The body
-    is streamed, hashed and checked; the project may read the object once this answers."""
+    is streamed, hashed and checked; the project may read the object once this answers. A
+    worker uploads a job's output with `attempt=` (an attempt it holds): the run's project."""
     coord = coordinator(request)
     sha = parse_sha256(sha256)
     declared = _content_length(request)
     # not `call`: looking for the blob may ask a remote service
-    proj, upload = await run_in_threadpool(coord.begin_upload, who, sha, project, declared)
+    proj, upload = await run_in_threadpool(coord.begin_upload, who, sha, project, declared, attempt)
     try:
         seen = 0
         pending = bytearray()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from corral import events
+from corral.api.dataflow import add_outputs
 from corral.api.deps import answer, call, coordinator, json_body, principal
 from corral.api.schemas import (
     RerunBody,
@@ -104,8 +105,9 @@ async def rerun(request: Request, who: Who, ref: str) -> dict[str, Any]:
 
 @router.get("/runs/{ref}/jobs/{label}")
 def get_job(request: Request, who: Who, ref: str, label: str) -> Response:
-    _, view = coordinator(request).job(who, ref, label)
-    return answer(view_json(view))
+    coord = coordinator(request)
+    _, view = coord.job(who, ref, label)
+    return answer(add_outputs(view_json(view), coord.outputs(who, ref, label)))
 
 
 @router.post("/runs/{ref}/jobs/{label}/cancel")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from corral.coordinator import JobView
+from corral.domain.dataflow import path_problem
 from corral.domain.labels import render
 from corral.domain.models import Attempt, Job, Lease, LogChunk, Run, Token, Worker
 
@@ -43,6 +44,22 @@ class LogItem(Held):
     data: str = Field(max_length=4 * 1024 * 1024)
 
 
+class OutputItem(Strict):
+    """An object a job produced, uploaded before its end is reported."""
+
+    name: str = Field(min_length=1, max_length=1024)
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_path(cls, name: str) -> str:
+        problem = path_problem(name, glob=True)
+        if problem is not None:
+            raise ValueError(problem)
+        return name
+
+
 class Finished(Held):
     outcome: str = Field(pattern="^(passed|failed|timed_out)$")
     exit_code: int | None = None
@@ -50,6 +67,7 @@ class Finished(Held):
     started_at: float | None = None
     resources: dict[str, float] = Field(default_factory=dict)
     result: Any = None  # a task's return value
+    outputs: list[OutputItem] = Field(default_factory=list, max_length=10_000)
 
 
 class ReportBody(Strict):

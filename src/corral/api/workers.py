@@ -197,6 +197,7 @@ def _finish(f: Finished) -> Report:
         f.started_at,
         dict(f.resources),
         f.result,
+        [(o.name, o.sha256, o.size) for o in f.outputs],
     )
 
 

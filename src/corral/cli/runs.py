@@ -11,6 +11,7 @@ import click
 
 from corral.cli.common import EXIT_ERROR, EXIT_FAILED, client_options, handle_errors, make_client
 from corral.cli.follow import stream_log, watch_run
+from corral.cli.inputs import bind, parse_inputs, unbound
 from corral.cli.render import error, isatty, jobs_table, out, runs_table, span, state
 from corral.domain.labels import LabelError, parse_labels
 from corral.domain.runspec import locate, parse_toml
@@ -133,10 +134,28 @@ def _safe_name(name: str) -> str:
 @click.option("--name", default=None, help="Override the run's name (e.g. a git revision).")
 @click.option("--detach", is_flag=True, help="Submit and print the run id; do not wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final run as JSON.")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Upload PATH and make it the input NAME of every job that lists an input NAME.",
+)
 @client_options
 @handle_errors
-def submit_cmd(spec: str, name: str | None, detach: bool, as_json: bool, **conn: Any) -> None:
-    """Submit a run from a TOML spec; show progress; exit non-zero if a job failed."""
+def submit_cmd(
+    spec: str,
+    name: str | None,
+    detach: bool,
+    as_json: bool,
+    inputs: tuple[str, ...] = (),
+    **conn: Any,
+) -> None:
+    """Submit a run from a TOML spec; show progress; exit non-zero if a job failed.
+
+    `--input data.csv=PATH` uploads PATH and sets `inputs."data.csv"` of every job that
+    declares an input named data.csv (declared with any reference, e.g. a previous upload)."""
+    files = parse_inputs(inputs)
     text = sys.stdin.read() if spec == "-" else _read(spec)
     try:
         parsed = parse_toml(text)
@@ -149,7 +168,14 @@ def submit_cmd(spec: str, name: str | None, detach: bool, as_json: bool, **conn:
     body = parsed.to_dict()
     if name:
         body["name"] = name
+    for missing in unbound(body, list(files)):
+        error(f"--input {missing}: no job of {spec} lists an input named {missing!r}")
+        sys.exit(EXIT_ERROR)
     client = make_client(**conn)
+    if files and body.get("project") and not client.project:
+        client.project = str(body["project"])  # the run's project must hold its inputs
+    for input_name, path in files.items():
+        bind(body, input_name, client.put_file(path).sha256)
     try:
         run = client.submit(body)
     except InvalidRunSpec as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +133,7 @@ class Report:
     started_at: float | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
     result: Any = None  # a task's return value (JSON); None for other kinds
+    outputs: Sequence[tuple[str, str, int]] = ()  # kept objects: (name, sha256, size)
 
 
 @dataclass(frozen=True)

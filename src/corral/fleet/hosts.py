@@ -65,6 +65,8 @@ class HostAgent(Agent):
         payload = lease.payload
         if payload.get("kind") != "command":
             raise ValueError(f"a fleet host cannot run {payload.get('kind')} jobs")
+        if payload.get("inputs") or payload.get("outputs") or payload.get("stdout"):
+            raise ValueError("a fleet host cannot take inputs or keep outputs yet")
         env = dict(self.host.vars)
         env.update(self.shared.env_for(lease.run_id, lease.instance))
         env.update(payload.get("env") or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from corral.store.dataflow import Dataflow
 from corral.store.engine import Database
 from corral.store.leases import Leases
 from corral.store.logs import Logs
@@ -29,6 +30,7 @@ class Store:
         self.tokens = Tokens(self.db)
         self.objects = Objects(self.db)
         self.pages = Pages(self.db)
+        self.dataflow = Dataflow(self.db)
 
     def close(self) -> None:
         self.db.dispose()

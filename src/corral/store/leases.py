@@ -19,6 +19,7 @@ from corral.domain.labels import pairs
 from corral.domain.models import Lease, Report
 from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
+from corral.store.dataflow import record_outputs
 from corral.store.engine import Database
 from corral.store.progress import Settled, mark_started, move, settle
 from corral.store.schedules import HOST_SCHEDULES, LIVE_RUNS, one_per_host, schedule_rules
@@ -366,6 +367,7 @@ class Leases:
             by_run: dict[int, list[tuple[str, JobState, JobState]]] = defaultdict(list)
             unblock: dict[int, set[str]] = defaultdict(set)
             seen: dict[int, Ended] = {}  # attempts this batch recorded
+            kept: list[tuple[int, int, Sequence[tuple[str, str, int]]]] = []  # outputs
             for rep in reports:
                 row = held.get(rep.attempt_id)
                 job = found.get(row.job_id) if row is not None else None
@@ -424,6 +426,8 @@ class Leases:
                         "result": rep.result,
                     }
                 )
+                if rep.outputs:
+                    kept.append((rep.attempt_id, job.run_id, rep.outputs))
                 by_run[job.run_id].append((job.name, state, new))
                 if new.ended and job.needed:
                     unblock[job.run_id].add(job.name)
@@ -436,6 +440,7 @@ class Leases:
                 # rows were locked (PostgreSQL) or the store is ours alone (SQLite): no guard misses
                 conn.execute(self._end_job, job_updates)
                 conn.execute(self._end_attempt, attempt_updates)
+                record_outputs(conn, self.db, kept)
             settled = {
                 run_id: settle(
                     conn, self.db, run_id, changes, unblock_names=unblock.get(run_id, set())

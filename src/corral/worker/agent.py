@@ -14,9 +14,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from corral.domain.models import Lease, Report, Upload
+from corral.worker.dataflow import AttemptData
 from corral.worker.executor import Chunk as ExecChunk
 from corral.worker.executor import ExecResult, ExecSpec, Execution
 from corral.worker.link import Batch, Link
@@ -57,6 +58,7 @@ class Slot:
     seq: int = 0
     stop_reason: str = ""
     done: bool = False  # its end is recorded (the runner counts it free once)
+    data: AttemptData | None = None  # its inputs and outputs, when it has any
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,14 @@ class Agent:
 
     def _run_slot(self, slot: Slot) -> None:
         lease = slot.lease
+
+        def note(text: str) -> None:
+            self._output(slot, ExecChunk("corral", time.time(), f"[corral] {text}\n"))
+
         try:
+            slot.data = AttemptData.of(
+                self.link, lease.attempt_id, lease.payload, note, lambda: self._stopping
+            )
             execution = self._execution(lease, lambda c: self._output(slot, c))
         except ValueError as exc:
             self._finished(
@@ -265,6 +274,10 @@ class Agent:
             self._maybe_done()
             return
         outcome = result.outcome if result.outcome != "canceled" else "failed"
+        reason = result.reason
+        data = slot.data
+        if data is not None and data.problem and outcome == "passed":
+            outcome, reason = "failed", data.problem
         self._finished(
             slot,
             Report(
@@ -272,10 +285,11 @@ class Agent:
                 lease.token,
                 outcome,
                 result.exit_code,
-                result.reason,
+                reason,
                 result.started_at,
                 dict(result.resources),
                 result.value if isinstance(result, TaskResult) else None,
+                tuple(data.outputs) if data is not None else (),
             ),
         )
 
@@ -319,9 +333,24 @@ class Agent:
     def _execution(self, lease: Lease, on_output: Callable[[ExecChunk], None]) -> Runnable:
         """How the attempt runs: in a task process, or by the executor here (the fleet's host
         agents run it over SSH instead)."""
+        data = self._data(lease)
         if lease.payload.get("kind") == "task":
-            return self._tasks().call(lease, self._job_env(lease), on_output)
+            if data is None:
+                return self._tasks().call(lease, self._job_env(lease), on_output)
+            return self._tasks().call(
+                lease,
+                self._job_env(lease),
+                on_output,
+                prepare=data.prepare,
+                collect=data.collect,
+                keep_stdout=data.keep_stdout,
+            )
         return Execution(self._exec_spec(lease), on_output)
+
+    def _data(self, lease: Lease) -> AttemptData | None:
+        with self._lock:
+            slot = self._slots.get(lease.attempt_id)
+        return slot.data if slot is not None else None
 
     def _exec_spec(self, lease: Lease) -> ExecSpec:
         payload = lease.payload
@@ -362,6 +391,7 @@ class Agent:
             timeout=lease.timeout,
             grace=self.options.grace,
             log_limit=self.options.log_limit,
+            **_hooks(self._data(lease)),
         )
 
     def _output(self, slot: Slot, chunk: ExecChunk) -> None:
@@ -493,6 +523,13 @@ class Agent:
     def _maybe_done(self) -> None:
         with self._lock:
             self._lock.notify_all()
+
+
+def _hooks(data: AttemptData | None) -> dict[str, Any]:
+    """The executor's dataflow hooks for an attempt (none for a job without dataflow)."""
+    if data is None:
+        return {}
+    return {"prepare": data.prepare, "collect": data.collect, "keep_stdout": data.keep_stdout}
 
 
 def default_name() -> str:

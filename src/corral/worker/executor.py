@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from corral.worker.limits import Applied
 from corral.worker.limits import offer as limits_offer
@@ -67,6 +67,12 @@ class ExecSpec:
     sandbox: Sandbox | None = None  # run inside bubblewrap (code jobs)
     user: tuple[int, int] | None = None  # (uid, gid) to run as, instead of the worker's own
     mask: tuple[str, ...] = ()  # secret values hidden in the output and the reason
+    # dataflow (worker/dataflow.py): `prepare` runs in the fresh working directory before the
+    # job starts (an OSError or ValueError fails the attempt with its message); `collect` after
+    # the job ended, before the directory goes, with the bytes of stdout when `keep_stdout`
+    prepare: Callable[[str], None] | None = None
+    collect: Callable[[str, BinaryIO | None], None] | None = None
+    keep_stdout: bool = False
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.argv is None):
@@ -120,6 +126,7 @@ class Execution:
         self._pid: int | None = None
         self._applied: Applied | None = None
         self._masker = Masker(spec.mask)
+        self._stdout_copy: BinaryIO | None = None  # every byte of stdout, on disk
 
     @property
     def pid(self) -> int | None:
@@ -196,8 +203,25 @@ class Execution:
                     "TMPDIR": tmpdir,
                 }
             env.update(spec.env)
-            return self._run_in(workdir, env)
+            if spec.prepare is not None:
+                try:
+                    spec.prepare(workdir)
+                except (OSError, ValueError) as exc:
+                    return _not_started("failed", self._masker.mask(str(exc)), started_at)
+            if spec.keep_stdout:
+                # unlinked at once: the job cannot see it, and the disk holds it, not memory
+                self._stdout_copy = tempfile.TemporaryFile(dir=root)  # noqa: SIM115
+            result = self._run_in(workdir, env)
+            if spec.collect is not None:
+                if self._stdout_copy is not None:
+                    self._stdout_copy.flush()
+                    self._stdout_copy.seek(0)
+                spec.collect(workdir, self._stdout_copy)
+            return result
         finally:
+            if self._stdout_copy is not None:
+                self._stdout_copy.close()
+                self._stdout_copy = None
             if not spec.keep_workdir:
                 _remove_tree(workdir)
 
@@ -539,6 +563,9 @@ class _Loop:
             return
         n = len(data)
         self.total += n
+        copy = self.owner._stdout_copy
+        if copy is not None and stream.name == "stdout":
+            copy.write(data)
         if self.truncated:
             return
         room = self.limit - self.kept

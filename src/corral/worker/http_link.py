@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
 
 import httpx
 
-from corral.client import Http, Unreachable
+from corral.client import OBJECT_CHUNK, Http, Unreachable, _decode
 from corral.domain.models import Lease
 from corral.errors import CorralError, NotFound, Unauthorized
 from corral.worker.agent import CoordinatorAway
-from corral.worker.link import Answer, Batch
+from corral.worker.link import Answer, Batch, Sink
 
 
 class HttpLink:
@@ -107,6 +107,7 @@ class HttpLink:
                     "started_at": o.started_at,
                     "resources": o.resources,
                     "result": o.result,
+                    "outputs": [{"name": n, "sha256": h, "size": z} for n, h, z in o.outputs],
                 }
                 for o in batch.finished
             ],
@@ -139,6 +140,34 @@ class HttpLink:
                 raise error(f"task source {sha256[:12]}: {message}")
             break
         return response.content
+
+    def fetch_object(self, sha256: str, sink: Sink) -> None:
+        try:
+            with self.http.http.stream("GET", f"/api/v1/objects/{sha256}", timeout=60.0) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    _decode(r)
+                for chunk in r.iter_bytes(OBJECT_CHUNK):
+                    sink.write(chunk)
+        except httpx.TransportError as exc:
+            raise CoordinatorAway(f"cannot reach {self.http.url}: {exc}") from exc
+
+    def put_object(self, attempt_id: int, sha256: str, size: int, f: BinaryIO) -> None:
+        def chunks() -> Iterator[bytes]:
+            while chunk := f.read(OBJECT_CHUNK):
+                yield chunk
+
+        try:
+            response = self.http.http.put(
+                f"/api/v1/objects/{sha256}",
+                params={"attempt": attempt_id},
+                content=chunks(),
+                headers={"content-length": str(size), "content-type": "application/octet-stream"},
+                timeout=httpx.Timeout(600.0, connect=5.0),
+            )
+        except httpx.TransportError as exc:
+            raise CoordinatorAway(f"cannot reach {self.http.url}: {exc}") from exc
+        _decode(response)
 
     def close(self) -> None:
         self.http.close()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, BinaryIO, Protocol
 
 from corral.domain.models import Lease, Report, Upload
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> int: ...
 
 
 @dataclass
@@ -43,6 +47,14 @@ class Link(Protocol):
 
     def task_source(self, sha256: str) -> bytes:
         """A task file's source by its content hash (NotFound when the server holds none)."""
+        ...
+
+    def fetch_object(self, sha256: str, sink: Sink) -> None:
+        """Write an input's bytes into `sink` chunk by chunk (the caller checks the hash)."""
+        ...
+
+    def put_object(self, attempt_id: int, sha256: str, size: int, f: BinaryIO) -> None:
+        """Store an output of an attempt this worker holds, granted to its run's project."""
         ...
 
 
@@ -91,6 +103,26 @@ class LocalLink:
 
         me = Principal(0, "worker", self.worker_name, worker_id=self.worker_id)
         return self.coord.task_source(me, sha256)
+
+    def fetch_object(self, sha256: str, sink: Sink) -> None:
+        row = self.coord.find_object(self._me(), sha256)
+        for chunk in self.coord.object_bytes(row):
+            sink.write(chunk)
+
+    def put_object(self, attempt_id: int, sha256: str, size: int, f: BinaryIO) -> None:
+        proj, upload = self.coord.begin_upload(self._me(), sha256, None, size, attempt_id)
+        try:
+            while chunk := f.read(1024 * 1024):
+                upload.feed(chunk)
+            self.coord.finish_upload(proj, upload)
+        except BaseException:
+            upload.abort()
+            raise
+
+    def _me(self) -> Any:
+        from corral.auth import Principal
+
+        return Principal(0, "worker", self.worker_name, worker_id=self.worker_id)
 
     def close(self) -> None:
         pass

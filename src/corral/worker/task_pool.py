@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from corral.domain.models import Lease
 from corral.worker.executor import Chunk, ExecResult
@@ -145,9 +145,20 @@ class TaskPool:
         self._env = env
 
     def call(
-        self, lease: Lease, env: Mapping[str, str], on_output: Callable[[Chunk], None]
+        self,
+        lease: Lease,
+        env: Mapping[str, str],
+        on_output: Callable[[Chunk], None],
+        *,
+        prepare: Callable[[str], None] | None = None,
+        collect: Callable[[str, BinaryIO | None], None] | None = None,
+        keep_stdout: bool = False,
     ) -> TaskCall:
-        return TaskCall(self, lease, env, on_output)
+        """One call; `prepare`, `collect` and `keep_stdout` as in the executor's ExecSpec."""
+        call = TaskCall(self, lease, env, on_output)
+        call.prepare, call.collect = prepare, collect
+        call.keep_stdout = keep_stdout
+        return call
 
     def source_path(self, sha256: str, module: str) -> str:
         """The task file on disk, fetched from the server once per hash."""
@@ -216,6 +227,10 @@ class TaskCall:
         self._decoders = {
             s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")
         }
+        self.prepare: Callable[[str], None] | None = None
+        self.collect: Callable[[str, BinaryIO | None], None] | None = None
+        self.keep_stdout = False
+        self._stdout_copy: BinaryIO | None = None
 
     def kill(self, reason: str = "killed") -> None:
         with self._lock:
@@ -269,6 +284,15 @@ class TaskCall:
         workdir = tempfile.mkdtemp(
             prefix="corral-task-", dir=self.pool.options.workdir_root or None
         )
+        try:
+            if self.prepare is not None:
+                self.prepare(workdir)
+        except (OSError, ValueError) as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return self._end(started, "failed", str(exc))
+        if self.keep_stdout:
+            # unlinked at once: on disk, not in memory
+            self._stdout_copy = tempfile.TemporaryFile(dir=self.pool.options.workdir_root or None)  # noqa: SIM115
         proc = self.pool.take()
         try:
             proc.send(
@@ -282,7 +306,13 @@ class TaskCall:
                     "cwd": workdir,
                 }
             )
-            return self._wait(proc, started)
+            result = self._wait(proc, started)
+            if self.collect is not None:
+                if self._stdout_copy is not None:
+                    self._stdout_copy.flush()
+                    self._stdout_copy.seek(0)
+                self.collect(workdir, self._stdout_copy)
+            return result
         except BrokenPipeError:
             self._drain(proc)
             proc.kill()
@@ -291,7 +321,10 @@ class TaskCall:
             proc.kill()
             raise
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if self._stdout_copy is not None:
+                self._stdout_copy.close()
+                self._stdout_copy = None
+            _remove_workdir(workdir)
 
     def _wait(self, proc: _Process, started: float) -> TaskResult:
         timeout = self.lease.timeout
@@ -376,13 +409,19 @@ class TaskCall:
             return True
         if not data:
             return False
+        self._keep(stream, data)
         self._emit(stream, self._decoders[stream].decode(data))
         return True
+
+    def _keep(self, stream: str, data: bytes) -> None:
+        if self._stdout_copy is not None and stream == "stdout":
+            self._stdout_copy.write(data)
 
     def _drain(self, proc: _Process) -> None:
         """What the task wrote before its reply (or its death) is in the pipes: read it all."""
         for fd, stream in ((proc.out_fd, "stdout"), (proc.err_fd, "stderr")):
             while (data := _read_some(fd)) and data:
+                self._keep(stream, data)
                 self._emit(stream, self._decoders[stream].decode(data))
 
     def _emit(self, stream: str, text: str) -> None:
@@ -399,6 +438,17 @@ class TaskCall:
                 + f"\n[corral: output over {limit} bytes; the rest is dropped]\n"
             )
         self.on_output(Chunk(stream, time.time(), text))
+
+
+def _remove_workdir(path: str) -> None:
+    """Remove a call's directory, read-only inputs (directories without write bits) too."""
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.exists(path):
+        for root, dirs, _ in os.walk(path):
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(root, name), 0o700)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _read_some(fd: int) -> bytes | None:
