@@ -26,6 +26,18 @@ from corral.handles import JOB_ENDED
 @click.option(
     "--exclusive", is_flag=True, help="Keep other runs' jobs off these hosts until this ends."
 )
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most N hosts at once (a rolling deploy: --max-parallel 1).",
+)
+@click.option(
+    "--max-failures",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Once N hosts failed, start no more (the rest end canceled).",
+)
 @click.option("--timeout", default=None, help='Wall-clock limit on each host, like "5m".')
 @click.option("--env", "envs", multiple=True, help="NAME=VALUE for the command (repeatable).")
 @click.option("--name", default=None, help="Run name [default: exec].")
@@ -38,6 +50,8 @@ def exec_cmd(
     sequential: bool,
     per_host: bool,
     exclusive: bool,
+    max_parallel: int | None,
+    max_failures: int | None,
     timeout: str | None,
     envs: tuple[str, ...],
     name: str | None,
@@ -48,6 +62,7 @@ def exec_cmd(
     \b
     corral exec --on role=app -- uptime
     corral exec --hosts web1,web2 --sequential -- systemctl restart app
+    corral exec --on role=app --max-parallel 1 --max-failures 1 -- ./deploy.sh
     """
     argv = list(command)
     if argv and argv[0] == "--":
@@ -100,6 +115,10 @@ def exec_cmd(
         ),
         "jobs": jobs,
     }
+    if max_parallel is not None:
+        spec["max_parallel"] = max_parallel
+    if max_failures is not None:
+        spec["max_failures"] = max_failures
     run = client.submit(spec)
     click.echo(f"corral: run {run['id']} on {_where(labels, chosen)}", err=True)
     views = client.run(run["id"])["jobs"]
