@@ -102,7 +102,7 @@ def exec_cmd(
             jobs[site] = {**job, "on": {**labels, "site": site}}
     else:
         jobs["exec"] = {**job, "on": labels}
-    spec = {
+    spec: dict[str, Any] = {
         "name": name or "exec",
         "schedule": (
             "sequential"

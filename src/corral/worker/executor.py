@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from corral.worker.askpass import SudoAskpass
 from corral.worker.limits import Applied
 from corral.worker.limits import offer as limits_offer
 from corral.worker.masking import Masker
@@ -67,6 +68,8 @@ class ExecSpec:
     sandbox: Sandbox | None = None  # run inside bubblewrap (code jobs)
     user: tuple[int, int] | None = None  # (uid, gid) to run as, instead of the worker's own
     mask: tuple[str, ...] = ()  # secret values hidden in the output and the reason
+    # the password for the job's `sudo`, fed to it by worker/askpass.py (never in its env)
+    sudo_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.argv is None):
@@ -119,6 +122,7 @@ class Execution:
         self._finished = False
         self._pid: int | None = None
         self._applied: Applied | None = None
+        self._askpass: SudoAskpass | None = None
         self._masker = Masker(spec.mask)
 
     @property
@@ -196,8 +200,16 @@ class Execution:
                     "TMPDIR": tmpdir,
                 }
             env.update(spec.env)
+            if spec.sudo_password is not None:
+                self._askpass = SudoAskpass(spec.sudo_password, spec.user)
+                try:
+                    self._askpass.start(env)
+                except OSError as exc:
+                    return _not_started("failed", f"could not set up sudo: {exc}", started_at)
             return self._run_in(workdir, env)
         finally:
+            if self._askpass is not None:
+                self._askpass.close()
             if not spec.keep_workdir:
                 _remove_tree(workdir)
 
@@ -245,6 +257,8 @@ class Execution:
             os.close(out_w)
             os.close(err_w)
         self._pid = proc.pid
+        if self._askpass is not None:
+            self._askpass.bind(proc.pid)
         try:
             loop = _Loop(self, proc, out_r, err_r, waker, started_mono)
         except BaseException:
