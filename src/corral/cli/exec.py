@@ -38,6 +38,9 @@ from corral.handles import JOB_ENDED
     default=None,
     help="Once N hosts failed, start no more (the rest end canceled).",
 )
+@click.option(
+    "--sudo", "sudo", default=None, help="The server's secret holding the password sudo asks for."
+)
 @click.option("--timeout", default=None, help='Wall-clock limit on each host, like "5m".')
 @click.option("--env", "envs", multiple=True, help="NAME=VALUE for the command (repeatable).")
 @click.option("--name", default=None, help="Run name [default: exec].")
@@ -52,6 +55,7 @@ def exec_cmd(
     exclusive: bool,
     max_parallel: int | None,
     max_failures: int | None,
+    sudo: str | None,
     timeout: str | None,
     envs: tuple[str, ...],
     name: str | None,
@@ -81,6 +85,8 @@ def exec_cmd(
     job: dict[str, Any] = {"command": argv[0] if len(argv) == 1 else argv, "fanout": "each"}
     if timeout:
         job["timeout"] = timeout
+    if sudo:
+        job["sudo"] = sudo
     if envs:
         env: dict[str, str] = {}
         for item in envs:
