@@ -242,6 +242,11 @@ class Coordinator:
             for j in spec.jobs
             for name in self.secrets.unknown(j.secrets)
         ]
+        unknown_secrets += [
+            (f"jobs.{j.name}.sudo", f"unknown secret {j.sudo!r}")
+            for j in spec.jobs
+            if j.sudo is not None and j.sudo not in self.secrets
+        ]
         if unknown_secrets:
             raise InvalidRunSpec(unknown_secrets)
         self._check_object_inputs(spec, proj)
@@ -556,7 +561,9 @@ class Coordinator:
 
     def _with_secrets(self, lease: Lease) -> Lease:
         """Secret values go with the lease only (never into the store)."""
-        names = lease.payload.get("secrets")
+        names = list(lease.payload.get("secrets") or [])
+        if lease.payload.get("sudo"):
+            names.append(lease.payload["sudo"])  # the sudo password: not in the job's env
         if not names:
             return lease
         payload = {**lease.payload, "secret_values": self.secrets.resolve(names)}
@@ -651,6 +658,7 @@ class Coordinator:
         topics |= {events.attempt_topic(e.attempt_id) for e in ended}
         if any(e.queued or e.state is JobState.QUEUED for e in ended):
             topics.add(events.QUEUE)
-        elif self.store.leases.host_schedules_live:
-            topics.add(events.QUEUE)  # a host one job at a time may take the next now
+        elif self.store.leases.host_schedules_live or self.store.leases.parallel_limits_live:
+            # a host one job at a time, or a run at its max_parallel, may take the next now
+            topics.add(events.QUEUE)
         self.hub.notify(*topics)

@@ -22,7 +22,12 @@ CORE_FILES = sorted(
 )
 EXECUTOR = SRC / "worker" / "executor.py"
 # The executor's own helpers, shipped with it: standard library only, like the executor.
-EXECUTOR_HELPERS = ("corral.worker.limits", "corral.worker.masking", "corral.worker.sandbox")
+EXECUTOR_HELPERS = (
+    "corral.worker.askpass",
+    "corral.worker.limits",
+    "corral.worker.masking",
+    "corral.worker.sandbox",
+)
 STDLIB_WORKER_FILES = [
     EXECUTOR,
     *(SRC / "worker" / f"{m.rsplit('.', 1)[1]}.py" for m in EXECUTOR_HELPERS),

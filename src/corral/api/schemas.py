@@ -106,6 +106,8 @@ def run_json(run: Run) -> dict[str, Any]:
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "counts": dict(run.counts),
+        "max_parallel": run.max_parallel,
+        "max_failures": run.max_failures,
     }
 
 

@@ -26,6 +26,21 @@ from corral.handles import JOB_ENDED
 @click.option(
     "--exclusive", is_flag=True, help="Keep other runs' jobs off these hosts until this ends."
 )
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most N hosts at once (a rolling deploy: --max-parallel 1).",
+)
+@click.option(
+    "--max-failures",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Once N hosts failed, start no more (the rest end canceled).",
+)
+@click.option(
+    "--sudo", "sudo", default=None, help="The server's secret holding the password sudo asks for."
+)
 @click.option("--timeout", default=None, help='Wall-clock limit on each host, like "5m".')
 @click.option("--env", "envs", multiple=True, help="NAME=VALUE for the command (repeatable).")
 @click.option("--name", default=None, help="Run name [default: exec].")
@@ -38,6 +53,9 @@ def exec_cmd(
     sequential: bool,
     per_host: bool,
     exclusive: bool,
+    max_parallel: int | None,
+    max_failures: int | None,
+    sudo: str | None,
     timeout: str | None,
     envs: tuple[str, ...],
     name: str | None,
@@ -48,6 +66,7 @@ def exec_cmd(
     \b
     corral exec --on role=app -- uptime
     corral exec --hosts web1,web2 --sequential -- systemctl restart app
+    corral exec --on role=app --max-parallel 1 --max-failures 1 -- ./deploy.sh
     """
     argv = list(command)
     if argv and argv[0] == "--":
@@ -66,6 +85,8 @@ def exec_cmd(
     job: dict[str, Any] = {"command": argv[0] if len(argv) == 1 else argv, "fanout": "each"}
     if timeout:
         job["timeout"] = timeout
+    if sudo:
+        job["sudo"] = sudo
     if envs:
         env: dict[str, str] = {}
         for item in envs:
@@ -87,7 +108,7 @@ def exec_cmd(
             jobs[site] = {**job, "on": {**labels, "site": site}}
     else:
         jobs["exec"] = {**job, "on": labels}
-    spec = {
+    spec: dict[str, Any] = {
         "name": name or "exec",
         "schedule": (
             "sequential"
@@ -100,6 +121,10 @@ def exec_cmd(
         ),
         "jobs": jobs,
     }
+    if max_parallel is not None:
+        spec["max_parallel"] = max_parallel
+    if max_failures is not None:
+        spec["max_failures"] = max_failures
     run = client.submit(spec)
     click.echo(f"corral: run {run['id']} on {_where(labels, chosen)}", err=True)
     views = client.run(run["id"])["jobs"]

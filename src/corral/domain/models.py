@@ -37,6 +37,8 @@ class Run:
     started_at: float | None
     ended_at: float | None
     counts: Mapping[str, int] = field(default_factory=dict)  # job state → number of jobs
+    max_parallel: int | None = None
+    max_failures: int | None = None
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ MAX_JOBS = 10_000
 MAX_RETRIES = 100
 MAX_COMMAND = 64 * 1024
 
-_RUN_KEYS = {"name", "project", "schedule", "params", "jobs"}
+_RUN_KEYS = {"name", "project", "schedule", "params", "jobs", "max_parallel", "max_failures"}
 _JOB_KEYS = {
     "command",
     "task",
@@ -53,8 +53,10 @@ _JOB_KEYS = {
     "limits",
     "secrets",
     "network",
+    "sudo",
 }
 MAX_SECRETS = 64
+MAX_RUN_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class JobSpec:
     limits: Mapping[str, float] = field(default_factory=dict)  # see domain/limits.py
     secrets: tuple[str, ...] = ()  # names; the server holds the values
     network: bool = False  # code jobs only: a sandbox with the host's network
+    sudo: str | None = None  # command jobs: the secret holding the password sudo asks for
 
     def payload(self) -> dict[str, Any]:
         """What a worker needs to run the job (stored with the job, sent with its lease)."""
@@ -108,6 +111,8 @@ class JobSpec:
             out["secrets"] = list(self.secrets)
         if self.network:
             out["network"] = True
+        if self.sudo is not None:
+            out["sudo"] = self.sudo
         return out
 
 
@@ -118,6 +123,8 @@ class RunSpec:
     schedule: str = "parallel"
     project: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    max_parallel: int | None = None  # at most this many jobs leased or running at once
+    max_failures: int | None = None  # this many failed jobs cancel the jobs still waiting
 
     def job(self, name: str) -> JobSpec:
         return next(j for j in self.jobs if j.name == name)
@@ -163,12 +170,18 @@ class RunSpec:
                 d["secrets"] = list(j.secrets)
             if j.network:
                 d["network"] = True
+            if j.sudo is not None:
+                d["sudo"] = j.sudo
             jobs[j.name] = d
         out: dict[str, Any] = {"name": self.name, "schedule": self.schedule, "jobs": jobs}
         if self.project:
             out["project"] = self.project
         if self.params:
             out["params"] = dict(self.params)
+        if self.max_parallel is not None:
+            out["max_parallel"] = self.max_parallel
+        if self.max_failures is not None:
+            out["max_failures"] = self.max_failures
         return out
 
 
@@ -214,6 +227,7 @@ def parse(data: object) -> RunSpec:
     if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
         p.add("params", f"expected a table of parameters, not {_kind(params)}")
         params = {}
+    limits = {key: _run_limit(p, data, key) for key in ("max_parallel", "max_failures")}
 
     jobs_raw = data.get("jobs")
     jobs: list[JobSpec] = []
@@ -244,8 +258,24 @@ def parse(data: object) -> RunSpec:
     if p.items:
         raise InvalidRunSpec(p.items)
     return RunSpec(
-        name=name, jobs=tuple(jobs), schedule=schedule, project=project, params=dict(params)
+        name=name,
+        jobs=tuple(jobs),
+        schedule=schedule,
+        project=project,
+        params=dict(params),
+        max_parallel=limits["max_parallel"],
+        max_failures=limits["max_failures"],
     )
+
+
+def _run_limit(p: _Problems, data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RUN_LIMIT:
+        p.add(key, f"expected a whole number from 1 to {MAX_RUN_LIMIT}, got {value!r}")
+        return None
+    return value
 
 
 def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
@@ -391,6 +421,13 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         network = False
     elif network and kind != "code":
         p.add(f"{at}.network", "network goes with code jobs only (other kinds are not sandboxed)")
+    sudo = raw.get("sudo")
+    if sudo is not None:
+        if not isinstance(sudo, str) or not ENV_KEY_RE.match(sudo):
+            p.add(f"{at}.sudo", "expected the name of the secret that holds the sudo password")
+            sudo = None
+        elif kind != "command":
+            p.add(f"{at}.sudo", "sudo goes with command jobs only")
 
     if len(p.items) > before:
         return None
@@ -416,6 +453,7 @@ def _parse_job(p: _Problems, name: str, raw: object) -> JobSpec | None:
         limits=limits,
         secrets=secret_names,
         network=network,
+        sudo=sudo,
     )
 
 

@@ -70,6 +70,15 @@ class HostAgent(Agent):
         env = dict(self.host.vars)
         env.update(self.shared.env_for(lease.run_id, lease.instance))
         env.update(payload.get("env") or {})
+        # secrets as on any worker: the job's named ones in its env, the sudo password only
+        # for its `sudo` (worker/askpass.py, on the host), all of them masked in its output
+        names = payload.get("secrets") or []
+        values = payload.get("secret_values") or {}
+        sudo = payload.get("sudo")
+        missing = [n for n in [*names, *([sudo] if sudo else [])] if n not in values]
+        if missing:
+            raise ValueError(f"the server holds no secret {', '.join(missing)} any more")
+        env.update({n: values[n] for n in names})
         env.update(
             {
                 "CORRAL_RUN": str(lease.run_id),
@@ -88,6 +97,8 @@ class HostAgent(Agent):
             "timeout": lease.timeout,
             "grace": self.options.grace,
             "log_limit": self.options.log_limit,
+            "mask": [values[n] for n in names] + ([values[sudo]] if sudo else []),
+            "sudo_password": values[sudo] if sudo else None,
         }
 
 

@@ -75,6 +75,8 @@ def run_job(channel: Any, spec: dict[str, Any]) -> None:
             timeout=spec.get("timeout"),
             grace=float(spec.get("grace", 5.0)),
             log_limit=int(spec.get("log_limit", 16 * 1024 * 1024)),
+            mask=tuple(spec.get("mask") or ()),
+            sudo_password=spec.get("sudo_password"),
         ),
         lambda c: _send(channel, ("out", c.stream, c.ts, c.data)),
     )

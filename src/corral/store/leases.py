@@ -13,7 +13,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, insert, not_, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 
 from corral.domain.labels import pairs
 from corral.domain.models import Lease, Report
@@ -22,6 +34,7 @@ from corral.errors import LeaseLost, NotFound
 from corral.store.dataflow import record_outputs
 from corral.store.engine import Database
 from corral.store.progress import Settled, mark_started, move, settle
+from corral.store.run_limits import parallel_rule, within_parallel
 from corral.store.schedules import HOST_SCHEDULES, LIVE_RUNS, one_per_host, schedule_rules
 from corral.store.tables import (
     ACTIVE_STATES,
@@ -120,17 +133,34 @@ class Leases:
         if db.is_postgres:
             self._pick = self._pick.with_for_update(skip_locked=True, of=jobs)
             self._pick_fleet = self._pick_fleet.with_for_update(skip_locked=True, of=jobs)
-        # the schedules that look at hosts cost subqueries: only while such a run is live
-        self._fleet_live = (
-            select(runs.c.id)
-            .where(runs.c.schedule.in_(HOST_SCHEDULES), runs.c.state.in_(LIVE_RUNS))
-            .limit(1)
+        # (host schedules live, a max_parallel run live) -> the pick
+        self._picks = {
+            (fleet, limited): (
+                (self._pick_fleet if fleet else self._pick)
+                .add_columns(runs.c.max_parallel)
+                .where(parallel_rule())
+                if limited
+                else (self._pick_fleet if fleet else self._pick)
+            )
+            for fleet in (False, True)
+            for limited in (False, True)
+        }
+        # the schedules that look at hosts, and max_parallel, cost subqueries: only while such
+        # a run is live (one look at the runs for both)
+        self._fleet_live = select(
+            func.max(case((runs.c.schedule.in_(HOST_SCHEDULES), 1), else_=0)),
+            func.max(case((runs.c.max_parallel.is_not(None), 1), else_=0)),
+        ).where(
+            runs.c.state.in_(LIVE_RUNS),
+            or_(runs.c.schedule.in_(HOST_SCHEDULES), runs.c.max_parallel.is_not(None)),
         )
         self._any_ready = (
             select(jobs.c.id).where(jobs.c.state == QUEUED, jobs.c.not_before <= now).limit(1)
         )
         # whether the last pick saw a live per-host or exclusive run: an end then frees a host
         self.host_schedules_live = False
+        # whether it saw a live run with max_parallel: an end then frees a place in it
+        self.parallel_limits_live = False
         self._touched: dict[int, float] = {}  # when each worker's last_seen was last written
         self._idle: set[int] = set()  # workers whose last lease found nothing to do
         self._insert_attempts = insert(attempts).returning(
@@ -216,10 +246,12 @@ class Leases:
                 raise NotFound(f"no worker {worker_id}")
             if worker.draining:
                 return []
-            fleet = conn.execute(self._fleet_live).first() is not None
+            live = conn.execute(self._fleet_live).one()
+            fleet, limited = bool(live[0]), bool(live[1])
             self.host_schedules_live = fleet
+            self.parallel_limits_live = limited
             picked = conn.execute(
-                self._pick_fleet if fleet else self._pick,
+                self._picks[fleet, limited],
                 {
                     "wid": worker_id,
                     "pairs": pairs(worker.labels),
@@ -229,6 +261,8 @@ class Leases:
             ).all()
             if fleet:
                 picked = one_per_host(picked)
+            if limited:
+                picked = within_parallel(conn, self.db, picked)
             if now - worker.last_seen > 1.0 or picked:
                 conn.execute(self._seen, {"wid": worker_id})
             if not picked:

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from corral.domain.states import ENDED, FAILURES, Event, JobState, RunState, next_state, run_state
 from corral.scheduler.graph import Node, readiness
 from corral.store.engine import Database
+from corral.store.run_limits import stop_at_max_failures
 from corral.store.tables import job_needs, jobs, runs
 
 
@@ -70,6 +71,8 @@ def settle(
             delta += 1
     if unblock_names is not None:
         ended_names = set(unblock_names) | set(recheck)
+    # before unblocking: a run stopped by its failures makes none of its waiting jobs ready
+    delta -= stop_at_max_failures(conn, db, run_id, changes)
     queued: list[int] = []
     if ended_names:
         queued, more = _unblock(conn, db, run_id, ended_names)

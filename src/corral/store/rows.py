@@ -22,6 +22,8 @@ def run(row: Any, project: str, counts: Mapping[str, int] | None = None) -> Run:
         started_at=row.started_at,
         ended_at=row.ended_at,
         counts=dict(counts or {}),
+        max_parallel=row.max_parallel,
+        max_failures=row.max_failures,
     )
 
 

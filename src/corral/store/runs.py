@@ -51,6 +51,8 @@ class Runs:
                     "pending": len(placements),
                     "submitted_by": submitted_by,
                     "created_at": now,
+                    "max_parallel": spec.max_parallel,
+                    "max_failures": spec.max_failures,
                 },
             ).scalar_one()
             needed = {n for p in placements for n in p.needs}
@@ -115,6 +117,8 @@ class Runs:
             started_at=None,
             ended_at=None,
             counts=counts,
+            max_parallel=spec.max_parallel,
+            max_failures=spec.max_failures,
         )
 
     # -- reading -------------------------------------------------------------------------

@@ -97,6 +97,10 @@ runs = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float, nullable=True),
     Column("ended_at", Float, nullable=True),
+    # at most this many of the run's jobs leased or running at once (None: no limit)
+    Column("max_parallel", Integer, nullable=True),
+    # this many failed jobs stop the run: its waiting jobs end canceled (None: never)
+    Column("max_failures", Integer, nullable=True),
     Index(None, "project_id", "id"),
     Index(None, "name", "id"),
 )

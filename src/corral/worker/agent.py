@@ -365,6 +365,9 @@ class Agent:
         if missing:
             raise ValueError(f"the server holds no secret {', '.join(missing)} any more")
         env.update({n: values[n] for n in names})
+        sudo = payload.get("sudo")
+        if sudo and sudo not in values:
+            raise ValueError(f"the server holds no secret {sudo} any more")
         env.update(
             {
                 "CORRAL_RUN": str(lease.run_id),
@@ -385,7 +388,8 @@ class Agent:
             limits=payload.get("limits") or {},
             sandbox=box,
             user=self.options.run_as,
-            mask=tuple(values[n] for n in names),
+            mask=tuple(values[n] for n in names) + ((values[sudo],) if sudo else ()),
+            sudo_password=values[sudo] if sudo else None,
             env=env,
             workdir_root=self.options.workdir,
             timeout=lease.timeout,

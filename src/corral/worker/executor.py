@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from corral.worker.askpass import SudoAskpass
 from corral.worker.limits import Applied
 from corral.worker.limits import offer as limits_offer
 from corral.worker.masking import Masker
@@ -73,6 +74,8 @@ class ExecSpec:
     prepare: Callable[[str], None] | None = None
     collect: Callable[[str, BinaryIO | None], None] | None = None
     keep_stdout: bool = False
+    # the password for the job's `sudo`, fed to it by worker/askpass.py (never in its env)
+    sudo_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.argv is None):
@@ -125,6 +128,7 @@ class Execution:
         self._finished = False
         self._pid: int | None = None
         self._applied: Applied | None = None
+        self._askpass: SudoAskpass | None = None
         self._masker = Masker(spec.mask)
         self._stdout_copy: BinaryIO | None = None  # every byte of stdout, on disk
 
@@ -208,6 +212,12 @@ class Execution:
                     spec.prepare(workdir)
                 except (OSError, ValueError) as exc:
                     return _not_started("failed", self._masker.mask(str(exc)), started_at)
+            if spec.sudo_password is not None:
+                self._askpass = SudoAskpass(spec.sudo_password, spec.user)
+                try:
+                    self._askpass.start(env)
+                except OSError as exc:
+                    return _not_started("failed", f"could not set up sudo: {exc}", started_at)
             if spec.keep_stdout:
                 # unlinked at once: the job cannot see it, and the disk holds it, not memory
                 self._stdout_copy = tempfile.TemporaryFile(dir=root)  # noqa: SIM115
@@ -219,6 +229,9 @@ class Execution:
                 spec.collect(workdir, self._stdout_copy)
             return result
         finally:
+            if self._askpass is not None:
+                self._askpass.close()
+                self._askpass = None
             if self._stdout_copy is not None:
                 self._stdout_copy.close()
                 self._stdout_copy = None
@@ -269,6 +282,8 @@ class Execution:
             os.close(out_w)
             os.close(err_w)
         self._pid = proc.pid
+        if self._askpass is not None:
+            self._askpass.bind(proc.pid)
         try:
             loop = _Loop(self, proc, out_r, err_r, waker, started_mono)
         except BaseException:
