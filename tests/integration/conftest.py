@@ -10,6 +10,7 @@ when a PostgreSQL test runs (`-m "not postgres"` never touches it).
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import shutil
@@ -123,8 +124,12 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield str(request.param)
+    if request.param == "postgres":
+        # a connection left open must be blamed on the test that left it, not surface as an
+        # anonymous warning when the session ends
+        gc.collect()
 
 
 @pytest.fixture
