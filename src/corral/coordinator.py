@@ -4,6 +4,7 @@ all call these, so rules about who may do what and what wakes whom live here onl
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -569,16 +570,20 @@ class Coordinator:
         payload = {**lease.payload, "secret_values": self.secrets.resolve(names)}
         return replace(lease, payload=payload)
 
-    def lease_wait(self, worker_id: int, max_jobs: int, wait: float) -> list[Lease]:
-        """Blocking long-poll for threads (the local worker)."""
+    def lease_wait(
+        self, worker_id: int, max_jobs: int, wait: float, stop: threading.Event | None = None
+    ) -> list[Lease]:
+        """Blocking long-poll for threads (the local worker); `stop` ends it early (set it, then
+        notify the queue topic to wake the wait)."""
         deadline = time.monotonic() + wait
-        while True:
+        while stop is None or not stop.is_set():
             version = self.hub.version(events.QUEUE)
             leases = self.lease(worker_id, max_jobs)
             left = deadline - time.monotonic()
             if leases or left <= 0:
                 return leases
             self.hub.wait(events.QUEUE, version, self.queue_wait(left))
+        return []
 
     def queue_wait(self, left: float) -> float:
         """How long a lease long-poll may sleep on the queue topic before asking again."""

@@ -90,6 +90,7 @@ def agent(coord: Coordinator, workdir: str, tmp_path: Path) -> Iterator[Agent]:
     yield agent
     agent.stop("test over")
     agent.wait_stopped(10)
+    agent.join(10)
 
 
 def wait_run(coord: Coordinator, run_id: int) -> None:
@@ -350,3 +351,4 @@ def test_a_sandboxed_code_job_reads_its_inputs_and_keeps_outputs(
     finally:
         agent.stop("test over")
         agent.wait_stopped(10)
+        agent.join(10)

@@ -254,3 +254,4 @@ def test_the_local_worker_runs_tasks_end_to_end(
     finally:
         agent.stop("test over")
         agent.wait_stopped(10)
+        agent.join(10)  # no thread of it may touch the store once the test closes it

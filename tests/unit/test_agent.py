@@ -59,6 +59,9 @@ class FakeLink:
     def drain(self) -> None:
         self.drained = True
 
+    def interrupt(self) -> None:
+        self.interrupted = True
+
     def close(self) -> None:
         pass
 

@@ -127,6 +127,7 @@ class Agent:
             self.link.drain()
         except Exception as exc:  # the coordinator may be away; draining goes on locally
             log.warning("could not tell the coordinator about the drain: %s", exc)
+        self.link.interrupt()  # the leaser's wait ends now, not when its long-poll runs out
         self._maybe_done()
 
     def stop(self, reason: str = "the worker was stopped") -> None:
@@ -137,6 +138,7 @@ class Agent:
             slots = list(self._slots.values())
             self._release_waiting()
             self._lock.notify_all()
+        self.link.interrupt()
         for slot in slots:
             slot.stop_reason = reason
             if slot.execution is not None:

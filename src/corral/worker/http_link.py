@@ -169,5 +169,10 @@ class HttpLink:
             raise CoordinatorAway(f"cannot reach {self.http.url}: {exc}") from exc
         _decode(response)
 
+    def interrupt(self) -> None:
+        # the long-poll ends with its HTTP answer; a draining worker is handed nothing meanwhile,
+        # and leases made for a request whose worker hung up go back at once
+        pass
+
     def close(self) -> None:
         self.http.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
@@ -43,6 +44,10 @@ class Link(Protocol):
 
     def drain(self) -> None: ...
 
+    def interrupt(self) -> None:
+        """End a lease wait in progress (the agent is leaving)."""
+        ...
+
     def close(self) -> None: ...
 
     def task_source(self, sha256: str) -> bytes:
@@ -79,9 +84,16 @@ class LocalLink:
         self.worker_id = worker.id
         self.worker_name = worker.name
         self.lease_ttl = coordinator.lease_ttl
+        self._interrupted = threading.Event()  # a lease wait in progress returns at once
 
     def lease(self, max_jobs: int, wait: float) -> list[Lease]:
-        return self.coord.lease_wait(self.worker_id, max_jobs, wait)
+        return self.coord.lease_wait(self.worker_id, max_jobs, wait, self._interrupted)
+
+    def interrupt(self) -> None:
+        from corral import events
+
+        self._interrupted.set()
+        self.coord.hub.notify(events.QUEUE, forward=False)  # wakes the waiting lease
 
     def report(self, batch: Batch, reason: str = "") -> Answer:
         lost, _ = self.coord.report(
