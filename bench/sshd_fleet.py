@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import procs
+from bench.service_configs import sshd_config
 
 SSHD = "/usr/sbin/sshd"
 USER = "corralbench"
@@ -95,27 +96,7 @@ def start(base: Path, n: int) -> SshFleet:
         site = f"web{i}"
         port = procs.free_port()
         config = base / f"sshd-{site}.conf"
-        config.write_text(
-            "\n".join(
-                [
-                    f"Port {port}",
-                    "ListenAddress 127.0.0.1",
-                    f"HostKey {base / 'host_key'}",
-                    f"PidFile {base / f'sshd-{site}.pid'}",
-                    f"AuthorizedKeysFile {base / 'authorized_keys'}",
-                    "StrictModes no",
-                    "UsePAM no",
-                    "PasswordAuthentication no",
-                    "KbdInteractiveAuthentication no",
-                    "PubkeyAuthentication yes",
-                    f"AllowUsers {USER}",
-                    "MaxStartups 200",
-                    "MaxSessions 200",
-                    "LogLevel ERROR",
-                ]
-            )
-            + "\n"
-        )
+        config.write_text(sshd_config(base, site, port, USER, max_startups=200))
         fleet.hosts.append(Host(site, port, config))
         known.append(f"[127.0.0.1]:{port} {' '.join(host_pub)}")
     fleet.known_hosts.write_text("\n".join(known) + "\n")

@@ -16,7 +16,6 @@ its PID; corral gets ``--objects s3://bench/repN`` and ``CORRAL_S3_*``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench import procs
+from bench.service_configs import weed_s3_identity, weed_server_argv
 from bench.systems.corral_sys import CorralSystem
 
 BACKENDS = ("dir", "s3")
@@ -60,38 +60,10 @@ class SeaweedFS:
         data = self.base / "data"
         data.mkdir(parents=True, exist_ok=True)
         config = self.base / "s3.json"
-        identity = {
-            "name": "bench",
-            "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }
-        config.write_text(json.dumps({"identities": [identity]}))
+        weed_s3_identity(config, "bench", S3_ACCESS_KEY, S3_SECRET_KEY)
         self.ports = [procs.free_port() for _ in range(8)]
-        master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self.ports
-        argv = [
-            binary,
-            "server",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-dir={data}",
-            f"-master.port={master}",
-            f"-master.port.grpc={master_grpc}",
-            "-master.volumeSizeLimitMB=1024",
-            f"-volume.port={volume}",
-            f"-volume.port.grpc={volume_grpc}",
-            "-volume.max=0",
-            "-filer",
-            f"-filer.port={filer}",
-            f"-filer.port.grpc={filer_grpc}",
-            f"-filer.localSocket={self.base / 'filer.sock'}",
-            "-s3",
-            f"-s3.port={s3}",
-            f"-s3.port.grpc={s3_grpc}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            f"-s3.localSocket={self.base / 's3.sock'}",
-            f"-s3.config={config}",
-        ]
+        s3 = self.ports[6]
+        argv = weed_server_argv(binary, self.base, config, self.ports, volume_limit_mb=1024)
         self.endpoint = f"http://127.0.0.1:{s3}"
         # its own graceful stop can hang: SIGTERM, then SIGKILL after the usual grace
         self.proc = procs.spawn("seaweedfs", argv, self.base / "logs")

@@ -23,6 +23,8 @@ from typing import NoReturn
 import pytest
 from acceptance_helpers import free_port
 
+from service_configs import sshd_config
+
 SSHD = "/usr/sbin/sshd"
 USER = "corralfleet"
 PASSWORD = "fleet-pw-3141"
@@ -147,27 +149,7 @@ def start_fleet(base: Path) -> SshFleet:
     for site in SITES:
         port = free_port()
         config = base / f"sshd-{site}.conf"
-        config.write_text(
-            "\n".join(
-                [
-                    f"Port {port}",
-                    "ListenAddress 127.0.0.1",
-                    f"HostKey {base / 'host_key'}",
-                    f"PidFile {base / f'sshd-{site}.pid'}",
-                    f"AuthorizedKeysFile {base / 'authorized_keys'}",
-                    "StrictModes no",
-                    "UsePAM no",
-                    "PasswordAuthentication no",
-                    "KbdInteractiveAuthentication no",
-                    "PubkeyAuthentication yes",
-                    f"AllowUsers {USER}",
-                    "MaxStartups 100",
-                    "MaxSessions 100",
-                    "LogLevel ERROR",
-                ]
-            )
-            + "\n"
-        )
+        config.write_text(sshd_config(base, site, port, USER, max_startups=100))
         fleet.hosts[site] = SshHost(site, port, config)
         known.append(f"[127.0.0.1]:{port} {' '.join(host_pub.split()[:2])}")
     (base / "known_hosts").write_text("\n".join(known) + "\n")

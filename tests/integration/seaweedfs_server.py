@@ -8,7 +8,6 @@ after a grace (its own graceful stop can hang), and its sockets under /tmp are r
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -22,6 +21,8 @@ from pathlib import Path
 import boto3
 from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from service_configs import weed_s3_identity, weed_server_argv
 
 ACCESS_KEY = "corral-test"
 SECRET_KEY = "corral-test-secret"
@@ -90,38 +91,10 @@ def start(base: Path) -> SeaweedFS:
     data = base / "data"
     data.mkdir(parents=True)
     config = base / "s3.json"
-    identity = {
-        "name": "corral",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }
-    config.write_text(json.dumps({"identities": [identity]}))
+    weed_s3_identity(config, "corral", ACCESS_KEY, SECRET_KEY)
     ports = free_ports(8)
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = ports
-    argv = [
-        binary,
-        "server",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-dir={data}",
-        f"-master.port={master}",
-        f"-master.port.grpc={master_grpc}",
-        "-master.volumeSizeLimitMB=64",
-        f"-volume.port={volume}",
-        f"-volume.port.grpc={volume_grpc}",
-        "-volume.max=0",
-        "-filer",
-        f"-filer.port={filer}",
-        f"-filer.port.grpc={filer_grpc}",
-        f"-filer.localSocket={base / 'filer.sock'}",
-        "-s3",
-        f"-s3.port={s3}",
-        f"-s3.port.grpc={s3_grpc}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-s3.localSocket={base / 's3.sock'}",
-        f"-s3.config={config}",
-    ]
+    s3 = ports[6]
+    argv = weed_server_argv(binary, base, config, ports, volume_limit_mb=64)
     log = base / "weed.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
