@@ -73,21 +73,19 @@ async def wait_run(
     topic = events.run_end_topic(int(ref)) if ref.isdigit() else ""
     version = coord.hub.version(topic) if topic else 0
     run = await call(request, coord.run, who, ref)
-    state, fresh = run.state, True
     if not topic:
         topic = events.run_end_topic(run.id)
         version = coord.hub.version(topic)
-        state, fresh = await call(request, coord.store.runs.state, run.id), False
+        run = await call(request, coord.store.runs.get, run.id)
     while True:
         left = deadline - time.monotonic()
-        if state.ended or left <= 0:
-            if not fresh:
-                run = await call(request, coord.store.runs.get, run.id)
+        if run.state.ended or left <= 0:
             return answer(run_json(run))
         # in slices: an end recorded by another coordinator may wake nobody here
         await coord.hub.wait_async(topic, version, min(left, 5.0))
         version = coord.hub.version(topic)
-        state, fresh = await call(request, coord.store.runs.state, run.id), False
+        # the topic is told only when the run may have ended: read it whole, once
+        run = await call(request, coord.store.runs.get, run.id)
 
 
 @router.post("/runs/{ref}/cancel")

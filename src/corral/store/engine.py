@@ -71,16 +71,30 @@ class Database:
         return float(conn.execute(select(self.now_sql())).scalar_one())
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction: BEGIN IMMEDIATE on SQLite, so no read-to-write upgrade can fail."""
+    def write(self, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction: BEGIN IMMEDIATE on SQLite, so no read-to-write upgrade can fail.
+
+        `durable=False` is for what may be lost with the machine's power and nothing else:
+        leases, starts, heartbeats, log chunks. On SQLite such a commit skips its fsync; it
+        is still atomic and survives a crash of the process, and the next durable commit
+        (a submit, a finish) makes it durable too, since the WAL is written in order. A lease
+        lost with the power only sends its job back to the queue, as an expired one would.
+        """
         if self._write_lock is not None:
             with self._write_lock:
                 # one connection serves every write: writes are serial anyway, and a pool
                 # checkout per transaction costs as much as a small statement
                 if self._writer is None or self._writer.closed:
                     self._writer = self.engine.connect().execution_options(corral_write=True)
-                with self._writer.begin():
-                    yield self._writer
+                raw = self._writer.connection.driver_connection
+                if not durable:
+                    raw.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+                try:
+                    with self._writer.begin():
+                        yield self._writer
+                finally:
+                    if not durable:
+                        raw.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]
         else:
             with self.engine.begin() as conn:
                 yield conn

@@ -33,6 +33,7 @@ from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
 from corral.store.dataflow import record_outputs
 from corral.store.engine import Database
+from corral.store.prepared import Prepared
 from corral.store.progress import Settled, mark_started, move, settle
 from corral.store.run_limits import parallel_rule, within_parallel
 from corral.store.schedules import HOST_SCHEDULES, LIVE_RUNS, one_per_host, schedule_rules
@@ -47,6 +48,20 @@ from corral.store.tables import (
 )
 
 ACTIVE = ("leased", "running")
+# the columns a new attempt is written with (the rest start empty)
+_NEW_ATTEMPT = (
+    "job_id",
+    "number",
+    "worker_id",
+    "worker_name",
+    "lease_token",
+    "lease_expires_at",
+    "state",
+    "leased_at",
+    "resources",
+    "reason",
+    "log_bytes",
+)
 _OUTCOME_EVENTS = {"passed": Event.PASS, "failed": Event.FAIL, "timed_out": Event.TIME_OUT}
 
 
@@ -99,13 +114,15 @@ class Leases:
             job_selectors.c.job_id == jobs.c.id,
             not_(job_selectors.c.pair.in_(bindparam("pairs", expanding=True))),
         )
-        self._worker = select(
-            workers.c.name,
-            workers.c.labels,
-            workers.c.allow,
-            workers.c.draining,
-            workers.c.last_seen,
-        ).where(workers.c.id == bindparam("wid"))
+        self._worker = Prepared(
+            select(
+                workers.c.name,
+                workers.c.labels,
+                workers.c.allow,
+                workers.c.draining,
+                workers.c.last_seen,
+            ).where(workers.c.id == bindparam("wid"))
+        )
         self._pick = (
             select(
                 jobs.c.id,
@@ -135,7 +152,7 @@ class Leases:
             self._pick_fleet = self._pick_fleet.with_for_update(skip_locked=True, of=jobs)
         # (host schedules live, a max_parallel run live) -> the pick
         self._picks = {
-            (fleet, limited): (
+            (fleet, limited): Prepared(
                 (self._pick_fleet if fleet else self._pick)
                 .add_columns(runs.c.max_parallel)
                 .where(parallel_rule())
@@ -147,14 +164,16 @@ class Leases:
         }
         # the schedules that look at hosts, and max_parallel, cost subqueries: only while such
         # a run is live (one look at the runs for both)
-        self._fleet_live = select(
-            func.max(case((runs.c.schedule.in_(HOST_SCHEDULES), 1), else_=0)),
-            func.max(case((runs.c.max_parallel.is_not(None), 1), else_=0)),
-        ).where(
-            runs.c.state.in_(LIVE_RUNS),
-            or_(runs.c.schedule.in_(HOST_SCHEDULES), runs.c.max_parallel.is_not(None)),
+        self._fleet_live = Prepared(
+            select(
+                func.max(case((runs.c.schedule.in_(HOST_SCHEDULES), 1), else_=0)),
+                func.max(case((runs.c.max_parallel.is_not(None), 1), else_=0)),
+            ).where(
+                runs.c.state.in_(LIVE_RUNS),
+                or_(runs.c.schedule.in_(HOST_SCHEDULES), runs.c.max_parallel.is_not(None)),
+            )
         )
-        self._any_ready = (
+        self._any_ready = Prepared(
             select(jobs.c.id).where(jobs.c.state == QUEUED, jobs.c.not_before <= now).limit(1)
         )
         # whether the last pick saw a live per-host or exclusive run: an end then frees a host
@@ -163,10 +182,12 @@ class Leases:
         self.parallel_limits_live = False
         self._touched: dict[int, float] = {}  # when each worker's last_seen was last written
         self._idle: set[int] = set()  # workers whose last lease found nothing to do
-        self._insert_attempts = insert(attempts).returning(
-            attempts.c.id, sort_by_parameter_order=True
+        self._insert_attempt = Prepared(
+            insert(attempts)
+            .values({c: bindparam(c) for c in _NEW_ATTEMPT})
+            .returning(attempts.c.id)
         )
-        self._mark_leased = (
+        self._mark_leased = Prepared(
             update(jobs)
             .where(jobs.c.id == bindparam("jid"), jobs.c.state == JobState.QUEUED.value)
             .values(
@@ -178,14 +199,18 @@ class Leases:
                 reason="",
             )
         )
-        self._seen = update(workers).where(workers.c.id == bindparam("wid")).values(last_seen=now)
-        self._attempts_of = select(
-            attempts.c.id,
-            attempts.c.lease_token,
-            attempts.c.state,
-            attempts.c.job_id,
-            attempts.c.started_at,
-        ).where(attempts.c.id.in_(bindparam("ids", expanding=True)))
+        self._seen = Prepared(
+            update(workers).where(workers.c.id == bindparam("wid")).values(last_seen=now)
+        )
+        self._attempts_of = Prepared(
+            select(
+                attempts.c.id,
+                attempts.c.lease_token,
+                attempts.c.state,
+                attempts.c.job_id,
+                attempts.c.started_at,
+            ).where(attempts.c.id.in_(bindparam("ids", expanding=True)))
+        )
         jobs_of = select(
             jobs.c.id,
             jobs.c.run_id,
@@ -200,8 +225,8 @@ class Leases:
         # Lock order on PostgreSQL, everywhere: jobs (by id), then attempts, then runs (by id);
         # the sweeper and a finish of the same attempt would deadlock otherwise.
         jobs_of = jobs_of.order_by(jobs.c.id)
-        self._jobs_of = jobs_of.with_for_update() if db.is_postgres else jobs_of
-        self._end_job = (
+        self._jobs_of = Prepared(jobs_of.with_for_update() if db.is_postgres else jobs_of)
+        self._end_job = Prepared(
             update(jobs)
             .where(jobs.c.id == bindparam("jid"), jobs.c.state == bindparam("old"))
             .values(
@@ -214,7 +239,7 @@ class Leases:
                 current_attempt_id=bindparam("current"),
             )
         )
-        self._end_attempt = (
+        self._end_attempt = Prepared(
             update(attempts)
             .where(attempts.c.id == bindparam("aid"))
             .values(
@@ -236,65 +261,61 @@ class Leases:
             # an idle worker asks often: answer "nothing" from a read, without the write lock
             # (a write each second keeps its last_seen)
             with self.db.read() as conn:
-                if conn.execute(self._any_ready).first() is None:
+                if self._any_ready.first(conn) is None:
                     return []
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             now = self.db.now(conn)
             self._touched[worker_id] = time.monotonic()
-            worker = conn.execute(self._worker, {"wid": worker_id}).one_or_none()
+            worker = self._worker.first(conn, {"wid": worker_id})
             if worker is None:
                 raise NotFound(f"no worker {worker_id}")
             if worker.draining:
                 return []
-            live = conn.execute(self._fleet_live).one()
+            live = self._fleet_live.one(conn)
             fleet, limited = bool(live[0]), bool(live[1])
             self.host_schedules_live = fleet
             self.parallel_limits_live = limited
-            picked = conn.execute(
-                self._picks[fleet, limited],
+            picked = self._picks[fleet, limited].all(
+                conn,
                 {
                     "wid": worker_id,
                     "pairs": pairs(worker.labels),
                     "kinds": list(worker.allow),
                     "n": max_jobs,
                 },
-            ).all()
+            )
             if fleet:
                 picked = one_per_host(picked)
             if limited:
                 picked = within_parallel(conn, self.db, picked)
             if now - worker.last_seen > 1.0 or picked:
-                conn.execute(self._seen, {"wid": worker_id})
+                self._seen.execute(conn, {"wid": worker_id})
             if not picked:
                 self._idle.add(worker_id)
                 return []
             self._idle.discard(worker_id)
             tokens = [secrets.token_hex(16) for _ in picked]
-            attempt_ids = (
-                conn.execute(
-                    self._insert_attempts,
-                    [
-                        {
-                            "job_id": row.id,
-                            "number": row.attempts + 1,
-                            "worker_id": worker_id,
-                            "worker_name": worker.name,
-                            "lease_token": token,
-                            "lease_expires_at": now + ttl,
-                            "state": "leased",
-                            "leased_at": now,
-                            "resources": {},
-                            "reason": "",
-                            "log_bytes": 0,
-                        }
-                        for row, token in zip(picked, tokens, strict=True)
-                    ],
+            attempt_ids = [
+                self._insert_attempt.scalar(
+                    conn,
+                    {
+                        "job_id": row.id,
+                        "number": row.attempts + 1,
+                        "worker_id": worker_id,
+                        "worker_name": worker.name,
+                        "lease_token": token,
+                        "lease_expires_at": now + ttl,
+                        "state": "leased",
+                        "leased_at": now,
+                        "resources": {},
+                        "reason": "",
+                        "log_bytes": 0,
+                    },
                 )
-                .scalars()
-                .all()
-            )
-            conn.execute(
-                self._mark_leased,
+                for row, token in zip(picked, tokens, strict=True)
+            ]
+            self._mark_leased.many(
+                conn,
                 [
                     {"jid": r.id, "aid": a, "wname": worker.name}
                     for r, a in zip(picked, attempt_ids, strict=True)
@@ -325,7 +346,7 @@ class Leases:
     ) -> tuple[dict[int, Any], list[int]]:
         """Split (attempt, token) pairs into the rows still held and the ids that are not."""
         ids = [a for a, _ in items]
-        found = {r.id: r for r in conn.execute(self._attempts_of, {"ids": ids}).all()}
+        found = {r.id: r for r in self._attempts_of.all(conn, {"ids": ids})}
         held: dict[int, Any] = {}
         lost: list[int] = []
         for aid, token in items:
@@ -339,11 +360,11 @@ class Leases:
     def _lock_jobs(self, conn: Connection, held: Mapping[int, Any]) -> None:
         """Take the job row locks first (PostgreSQL), in the order finish takes them."""
         if self.db.is_postgres and held:
-            conn.execute(self._jobs_of, {"ids": sorted({r.job_id for r in held.values()})}).all()
+            self._jobs_of.all(conn, {"ids": sorted({r.job_id for r in held.values()})})
 
     def start(self, items: Sequence[tuple[int, str, float]]) -> list[int]:
         """Attempts whose process started (attempt, token, when). Returns the ids not held."""
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             held, lost = self._held(conn, [(a, t) for a, t, _ in items])
             self._lock_jobs(conn, held)
             when = {a: ts for a, _, ts in items}
@@ -371,7 +392,7 @@ class Leases:
         """Extend the leases still held; returns the attempt ids that are not (stop them)."""
         if not items:
             return []
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             held, lost = self._held(conn, items)
             live = [aid for aid, row in held.items() if row.state in ACTIVE]
             lost += [aid for aid, row in held.items() if row.state not in ACTIVE]
@@ -395,7 +416,7 @@ class Leases:
             now = self.db.now(conn)
             held, _lost = self._held(conn, [(r.attempt_id, r.token) for r in reports])
             job_ids = sorted({row.job_id for row in held.values()})
-            found = {j.id: j for j in conn.execute(self._jobs_of, {"ids": job_ids}).all()}
+            found = {j.id: j for j in self._jobs_of.all(conn, {"ids": job_ids})}
             job_updates: list[dict[str, Any]] = []
             attempt_updates: list[dict[str, Any]] = []
             by_run: dict[int, list[tuple[str, JobState, JobState]]] = defaultdict(list)
@@ -472,8 +493,8 @@ class Leases:
                 out.append(seen[rep.attempt_id])
             if job_updates:
                 # rows were locked (PostgreSQL) or the store is ours alone (SQLite): no guard misses
-                conn.execute(self._end_job, job_updates)
-                conn.execute(self._end_attempt, attempt_updates)
+                self._end_job.many(conn, job_updates)
+                self._end_attempt.many(conn, attempt_updates)
                 record_outputs(conn, self.db, kept)
             settled = {
                 run_id: settle(

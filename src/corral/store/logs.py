@@ -24,7 +24,7 @@ class Logs:
         if not chunks:
             return []
         ids = sorted({c.attempt_id for c in chunks})
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             held = {
                 r.id: r.lease_token
                 for r in conn.execute(

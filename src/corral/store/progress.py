@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from corral.domain.states import ENDED, FAILURES, Event, JobState, RunState, next_state, run_state
 from corral.scheduler.graph import Node, readiness
 from corral.store.engine import Database
+from corral.store.prepared import Prepared
 from corral.store.run_limits import stop_at_max_failures
 from corral.store.tables import job_needs, jobs, runs
 
@@ -77,7 +78,7 @@ def settle(
     if ended_names:
         queued, more = _unblock(conn, db, run_id, ended_names)
         delta += more
-    row = conn.execute(_ADD_PENDING, {"rid": run_id, "d": delta}).one()
+    row = _ADD_PENDING.one(conn, {"rid": run_id, "d": delta})
     if row.pending > 0:
         if RunState(row.state).ended:
             # a rerun brings an ended run back to life
@@ -131,7 +132,7 @@ def _unblock(conn: Connection, db: Database, run_id: int, ended: set[str]) -> tu
     return queued, delta
 
 
-_ADD_PENDING = (
+_ADD_PENDING = Prepared(
     update(runs)
     .where(runs.c.id == bindparam("rid"))
     .values(pending=runs.c.pending + bindparam("d"))
@@ -139,7 +140,7 @@ _ADD_PENDING = (
 )
 
 
-_BAD_ENDS = (
+_BAD_ENDS = Prepared(
     select(jobs.c.state)
     .where(
         jobs.c.run_id == bindparam("rid"),
@@ -149,7 +150,7 @@ _BAD_ENDS = (
 )
 
 
-_ENDED = (
+_ENDED = Prepared(
     update(runs)
     .where(runs.c.id == bindparam("rid"))
     .values(state=bindparam("state"), ended_at=bindparam("now"))
@@ -158,18 +159,18 @@ _ENDED = (
 
 def _end_run(conn: Connection, db: Database, run_id: int, current: str) -> None:
     # every job has ended: only failures and cancels decide the outcome
-    bad = [JobState(s) for s in conn.execute(_BAD_ENDS, {"rid": run_id}).scalars()]
+    bad = [JobState(r.state) for r in _BAD_ENDS.all(conn, {"rid": run_id})]
     final = run_state(bad or [JobState.PASSED])
     if final.value != current:
-        conn.execute(_ENDED, {"rid": run_id, "state": final.value, "now": db.now(conn)})
+        _ENDED.execute(conn, {"rid": run_id, "state": final.value, "now": db.now(conn)})
 
 
-_COUNTS = (
+_COUNTS = Prepared(
     select(jobs.c.run_id, jobs.c.state, func.count())
     .where(jobs.c.run_id.in_(bindparam("ids", expanding=True)))
     .group_by(jobs.c.run_id, jobs.c.state)
 )
-_STARTED = (
+_STARTED = Prepared(
     update(runs)
     .where(runs.c.id.in_(bindparam("ids", expanding=True)), runs.c.state == RunState.QUEUED.value)
     .values(state=RunState.RUNNING.value, started_at=bindparam("now"))
@@ -181,7 +182,7 @@ def job_counts(conn: Connection, run_ids: Iterable[int]) -> dict[int, Counter[st
     out: dict[int, Counter[str]] = {i: Counter() for i in ids}
     if not ids:
         return out
-    rows = conn.execute(_COUNTS, {"ids": ids}).all()
+    rows = _COUNTS.all(conn, {"ids": ids})
     for run_id, state, n in rows:
         out[run_id][state] = n
     return out
@@ -191,7 +192,7 @@ def mark_started(conn: Connection, db: Database, run_ids: Iterable[int]) -> None
     """The first lease of a run makes it running."""
     ids = sorted(set(run_ids))
     if ids:
-        conn.execute(_STARTED, {"ids": ids, "now": db.now(conn)})
+        _STARTED.execute(conn, {"ids": ids, "now": db.now(conn)})
 
 
 __all__ = ["ENDED", "Settled", "job_counts", "mark_started", "move", "settle"]

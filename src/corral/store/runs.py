@@ -16,17 +16,68 @@ from corral.scheduler.graph import Node, downstream
 from corral.scheduler.placement import Placement
 from corral.store import rows
 from corral.store.engine import Database
+from corral.store.prepared import Prepared
 from corral.store.progress import job_counts, move, settle
 from corral.store.tables import attempts, job_needs, job_selectors, jobs, projects, runs
 
-_INSERT_RUN = insert(runs).returning(runs.c.id)
-_INSERT_JOBS = insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True)
-_GET = (
+_RUN_COLUMNS = (
+    "project_id",
+    "name",
+    "schedule",
+    "params",
+    "state",
+    "pending",
+    "submitted_by",
+    "created_at",
+    "max_parallel",
+    "max_failures",
+)
+_JOB_COLUMNS = (
+    "run_id",
+    "name",
+    "instance",
+    "position",
+    "kind",
+    "payload",
+    "selector",
+    "selector_size",
+    "target_worker_id",
+    "needs",
+    "needed",
+    "when",
+    "timeout",
+    "retries",
+    "state",
+    "attempts",
+    "tries",
+    "not_before",
+    "reason",
+    "created_at",
+)
+_INSERT_RUN = Prepared(
+    insert(runs).values({c: bindparam(c) for c in _RUN_COLUMNS}).returning(runs.c.id)
+)
+_INSERT_JOB = Prepared(
+    insert(jobs).values({c: bindparam(c) for c in _JOB_COLUMNS}).returning(jobs.c.id)
+)
+_GET = Prepared(
     select(runs, projects.c.name.label("project"))
     .join(projects, projects.c.id == runs.c.project_id)
     .where(runs.c.id == bindparam("rid"))
 )
-_STATE = select(runs.c.state).where(runs.c.id == bindparam("rid"))
+_STATE = Prepared(select(runs.c.state).where(runs.c.id == bindparam("rid")))
+_VISIBLE = runs.c.project_id.in_(bindparam("pids", expanding=True))
+_BY_ID = select(runs.c.id).where(runs.c.id == bindparam("rid"))
+_BY_NAME = (
+    select(runs.c.id).where(runs.c.name == bindparam("name")).order_by(runs.c.id.desc()).limit(1)
+)
+# (by name, only some projects) -> the query finding a run's id
+_FIND = {
+    (False, False): Prepared(_BY_ID),
+    (False, True): Prepared(_BY_ID.where(_VISIBLE)),
+    (True, False): Prepared(_BY_NAME),
+    (True, True): Prepared(_BY_NAME.where(_VISIBLE)),
+}
 _CANCELABLE = (JobState.BLOCKED, JobState.QUEUED, JobState.LEASED, JobState.RUNNING)
 
 
@@ -40,8 +91,8 @@ class Runs:
         """Store a run and its jobs in one transaction; durable when this returns."""
         with self.db.write() as conn:
             now = self.db.now(conn)
-            run_id = conn.execute(
-                _INSERT_RUN,
+            run_id = _INSERT_RUN.scalar(
+                conn,
                 {
                     "project_id": project.id,
                     "name": spec.name,
@@ -54,7 +105,7 @@ class Runs:
                     "max_parallel": spec.max_parallel,
                     "max_failures": spec.max_failures,
                 },
-            ).scalar_one()
+            )
             needed = {n for p in placements for n in p.needs}
             job_rows = [
                 {
@@ -81,13 +132,7 @@ class Runs:
                 }
                 for p in placements
             ]
-            ids = (
-                conn.execute(
-                    insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), job_rows
-                )
-                .scalars()
-                .all()
-            )
+            ids = [_INSERT_JOB.scalar(conn, row) for row in job_rows]
             selector_rows = [
                 {"job_id": jid, "pair": f"{k}={v}"}
                 for jid, p in zip(ids, placements, strict=True)
@@ -128,7 +173,7 @@ class Runs:
             return self._get(conn, run_id)
 
     def _get(self, conn: Connection, run_id: int) -> Run:
-        row = conn.execute(_GET, {"rid": run_id}).one_or_none()
+        row = _GET.first(conn, {"rid": run_id})
         if row is None:
             raise NotFound(f"no run {run_id}")
         return rows.run(row, row.project, job_counts(conn, [run_id])[run_id])
@@ -136,7 +181,7 @@ class Runs:
     def state(self, run_id: int) -> RunState:
         """Just the run's state: cheap enough to ask on every wake-up of a waiter."""
         with self.db.read() as conn:
-            value = conn.execute(_STATE, {"rid": run_id}).scalar_one_or_none()
+            value = _STATE.scalar(conn, {"rid": run_id})
         if value is None:
             raise NotFound(f"no run {run_id}")
         return RunState(value)
@@ -144,14 +189,11 @@ class Runs:
     def find(self, ref: str, project_ids: Sequence[int] | None) -> Run:
         """A run by id, or the newest run of that name, among the projects a token may see."""
         with self.db.read() as conn:
-            q = select(runs.c.id)
-            if ref.isdigit():
-                q = q.where(runs.c.id == int(ref))
-            else:
-                q = q.where(runs.c.name == ref).order_by(runs.c.id.desc()).limit(1)
+            by_name = not ref.isdigit()
+            params: dict[str, Any] = {"name": ref} if by_name else {"rid": int(ref)}
             if project_ids is not None:
-                q = q.where(runs.c.project_id.in_(project_ids))
-            run_id = conn.execute(q).scalar_one_or_none()
+                params["pids"] = list(project_ids)
+            run_id = _FIND[by_name, project_ids is not None].scalar(conn, params)
             if run_id is None:
                 raise NotFound(f"no run {ref!r}")
             return self._get(conn, run_id)

@@ -87,7 +87,7 @@ class Workers:
                 raise NotFound(f"no worker {worker_id}")
 
     def touch(self, worker_id: int) -> None:
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             conn.execute(
                 update(workers).where(workers.c.id == worker_id).values(last_seen=self.db.now_sql())
             )
