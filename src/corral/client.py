@@ -31,6 +31,7 @@ from corral.errors import (
     Unauthorized,
 )
 from corral.handles import RunHandle
+from corral.json_http import ConnectionFailed, JsonConnections, Reply
 from corral.objects.names import check_name, parse_sha256
 
 OBJECT_CHUNK = 1024 * 1024
@@ -90,7 +91,11 @@ class Http:
         headers = {"user-agent": "corral"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
+        # small JSON requests take the standard library's lighter path (json_http.py); an
+        # httpx transport given by the caller (tests) carries everything
+        self.fast: JsonConnections | None = None
         if transport is None:
+            self.fast = JsonConnections(self.url, verify, dict(headers), timeout)
             # small requests must not sit in Nagle's buffer waiting for a delayed ACK (40 ms)
             transport = httpx.HTTPTransport(
                 verify=verify, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -105,6 +110,8 @@ class Http:
     def set_token(self, token: str) -> None:
         self.token = token
         self.http.headers["authorization"] = f"Bearer {token}"
+        if self.fast is not None:
+            self.fast.headers["authorization"] = f"Bearer {token}"
 
     def request(
         self,
@@ -121,11 +128,8 @@ class Http:
         delay = 0.2
         while True:
             try:
-                kwargs: dict[str, Any] = {}
-                if timeout is not None:
-                    kwargs["timeout"] = httpx.Timeout(timeout, connect=5.0)
-                response = self.http.request(method, path, json=json, params=params, **kwargs)
-            except httpx.TransportError as exc:
+                response = self._send(method, path, json, params, timeout)
+            except (httpx.TransportError, ConnectionFailed) as exc:
                 error: CorralError = Unreachable(
                     f"cannot reach {self.url}: {exc or type(exc).__name__}"
                 )
@@ -140,11 +144,30 @@ class Http:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 5.0)
 
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        params: Mapping[str, Any] | None,
+        timeout: float | None,
+    ) -> httpx.Response | Reply:
+        if self.fast is not None:
+            return self.fast.request(
+                method, path, json_body=body, params=dict(params or {}), timeout=timeout
+            )
+        kwargs: dict[str, Any] = {}
+        if timeout is not None:
+            kwargs["timeout"] = httpx.Timeout(timeout, connect=5.0)
+        return self.http.request(method, path, json=body, params=params, **kwargs)
+
     def close(self) -> None:
         self.http.close()
+        if self.fast is not None:
+            self.fast.close()
 
 
-def _message(response: httpx.Response) -> str:
+def _message(response: httpx.Response | Reply) -> str:
     try:
         body = response.json()
         return str(body["error"]["message"])
@@ -152,7 +175,7 @@ def _message(response: httpx.Response) -> str:
         return response.text[:500] or response.reason_phrase
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(response: httpx.Response | Reply) -> Any:
     if response.status_code < 400:
         return response.json() if response.content else None
     message = _message(response)
