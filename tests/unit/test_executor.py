@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from corral.worker import executor
 from corral.worker.executor import Chunk, ExecResult, ExecSpec, Execution
 
 
@@ -188,6 +189,23 @@ def test_invalid_utf8_is_replaced() -> None:
     assert rec.text("stdout") == "x\ufffdy"
 
 
+def test_incomplete_utf8_at_end_of_output_is_replaced() -> None:
+    # the decoder still holds the two bytes when the pipe closes; they must not be lost
+    code = "import sys; sys.stdout.buffer.write(b'ab\\xe2\\x82')"
+    result, rec = run(ExecSpec(argv=py(code)))
+    assert result.outcome == "passed"
+    assert rec.text("stdout") == "ab\ufffd"
+    assert rec.text("stderr") == ""
+
+
+def test_text_held_back_by_the_masker_is_shown_at_the_end() -> None:
+    # "sec" could be the start of the secret, so it waits for more output; EOF settles it
+    result, rec = run(ExecSpec(command="printf 'a sec'; printf 'x secret' >&2", mask=("secret",)))
+    assert result.outcome == "passed"
+    assert rec.text("stdout") == "a sec"
+    assert rec.text("stderr") == "x ***"
+
+
 def test_log_limit_truncates_but_drains_everything() -> None:
     total = 20 * 1024 * 1024
     limit = 1024 * 1024
@@ -302,6 +320,31 @@ def test_workdir_root_is_created(tmp_path: Path) -> None:
     result, _ = run(ExecSpec(command="true", workdir_root=str(root)))
     assert result.outcome == "passed"
     assert root.is_dir()
+
+
+def test_relative_workdir_root_gives_an_absolute_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result, rec = run(ExecSpec(command="pwd", workdir_root="roots", keep_workdir=True))
+    assert result.outcome == "passed"
+    workdir = rec.text("stdout").strip()
+    assert os.path.isabs(workdir)
+    assert Path(workdir).parent == tmp_path / "roots"
+    assert (Path(workdir).stat().st_mode & 0o777) == 0o700
+
+
+def test_workdir_name_already_taken_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picks = iter([1, 2])
+    monkeypatch.setattr(executor.random, "getrandbits", lambda bits: next(picks))
+    (tmp_path / "attempt-000000000001").mkdir()
+    assert executor._make_workdir(str(tmp_path)) == str(tmp_path / "attempt-000000000002")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "attempt-000000000001",
+        "attempt-000000000002",
+    ]
 
 
 def test_stdin_is_dev_null_and_new_session() -> None:

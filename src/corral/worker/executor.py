@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
+import math
 import os
+import random
 import re
-import selectors
+import select
 import shutil
 import signal
 import subprocess
@@ -37,6 +40,9 @@ _POLL_MIN = 0.001
 _POLL_MAX = 0.05
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
+# On Linux a pipe reports POLLHUP without POLLIN only once it is both empty and closed by every
+# writer, so that alone is end of file: no read(2) is needed to learn it. Elsewhere, read.
+_HUP_IS_EOF = sys.platform == "linux"
 
 # A command made only of these characters has no quoting, globbing, redirection, expansion or
 # control operators, so `sh -c` would just split it on spaces and exec it. Doing that split
@@ -176,12 +182,12 @@ class Execution:
         root = spec.workdir_root or None
         try:
             try:
-                workdir = tempfile.mkdtemp(prefix="attempt-", dir=root)
+                workdir = _make_workdir(root)
             except FileNotFoundError:
                 if root is None:
                     raise
                 os.makedirs(root, exist_ok=True)
-                workdir = tempfile.mkdtemp(prefix="attempt-", dir=root)
+                workdir = _make_workdir(root)
         except OSError as exc:
             return _not_started("failed", f"could not start: {exc}", started_at)
         try:
@@ -351,10 +357,11 @@ def _spawn(
 class _Stream:
     __slots__ = ("buf", "decoder", "first_ts", "flush_at", "masker", "name")
 
-    def __init__(self, name: str, mask: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, masker: Masker | None) -> None:
         self.name = name
-        self.masker = Masker(mask)
-        self.decoder = _UTF8_DECODER(errors="replace")
+        self.masker = masker
+        # Made at the first byte: most streams of most jobs (stderr above all) stay empty.
+        self.decoder: codecs.IncrementalDecoder | None = None
         self.buf = bytearray()
         self.first_ts = 0.0
         self.flush_at = 0.0
@@ -404,23 +411,26 @@ class _Loop:
         self.applied = owner._applied
         mask = spec.mask
         self.streams: dict[int, _Stream] = {
-            out_r: _Stream("stdout", mask),
-            err_r: _Stream("stderr", mask),
+            out_r: _Stream("stdout", Masker(mask) if mask else None),
+            err_r: _Stream("stderr", Masker(mask) if mask else None),
         }
-        self.sel: selectors.BaseSelector = _new_selector()
+        # poll(2) directly: no kernel object per run (unlike epoll), and none of the selectors
+        # module's bookkeeping, which costs more than the system calls for four fds.
+        # The pipes stay blocking: this thread is their only reader and reads once per
+        # readiness, so a read never waits, and the calls to make them non-blocking are saved.
+        self.poller = select.poll()
         for fd in self.streams:
-            os.set_blocking(fd, False)
-            self.sel.register(fd, selectors.EVENT_READ)
-        self.sel.register(waker.rfd, selectors.EVENT_READ)
+            self.poller.register(fd, select.POLLIN)
+        self.poller.register(waker.rfd, select.POLLIN)
         self.pidfd = _pidfd_open(self.pid)
         if self.pidfd is not None:
-            self.sel.register(self.pidfd, selectors.EVENT_READ)
+            self.poller.register(self.pidfd, select.POLLIN)
         else:
             self.poll_at = started_mono + _POLL_MIN
 
     def run(self) -> None:
         streams = self.streams
-        sel = self.sel
+        poll = self.poller.poll
         while self.status is None or streams:
             now = time.monotonic()
             if self.status is None:
@@ -433,14 +443,17 @@ class _Loop:
                 for fd in list(streams):
                     self._close_stream(fd)
                 break
-            wait = self._next_deadline(now)
-            events = sel.select(None if wait is None else max(0.0, wait - now))
+            wait = self._next_deadline()
+            # Rounded up: waking a little before a deadline would only spin through 0 ms polls.
+            events = poll(None if wait is None else math.ceil(max(0.0, wait - now) * 1000))
             now = time.monotonic()
-            for key, _ in events:
-                fd = key.fd
+            for fd, revents in events:
                 stream = streams.get(fd)
                 if stream is not None:
-                    self._read(fd, stream, now)
+                    if revents & select.POLLIN or not _HUP_IS_EOF:
+                        self._read(fd, stream, now)
+                    else:
+                        self._eof(fd, now)
                 elif fd == self.pidfd:
                     self._reap()
                 elif fd == self.waker.rfd:
@@ -456,20 +469,16 @@ class _Loop:
             )
             self.emit(Chunk("stderr", time.time(), marker))
 
-    def _next_deadline(self, now: float) -> float | None:
-        best: float | None = None
+    def _next_deadline(self) -> float | None:
         if self.status is None:
-            candidates = [self.kill_at, self.poll_at]
+            best = _earliest(self.kill_at, self.poll_at)
             if self.outcome is None:
-                candidates.append(self.timeout_at)
+                best = _earliest(best, self.timeout_at)
         else:
-            candidates = [self.drain_until]
+            best = self.drain_until
         for stream in self.streams.values():
             if stream.buf:
-                candidates.append(stream.flush_at)
-        for t in candidates:
-            if t is not None and (best is None or t < best):
-                best = t
+                best = _earliest(best, stream.flush_at)
         return best
 
     def _check_stop(self, now: float) -> None:
@@ -560,21 +569,14 @@ class _Loop:
         else:
             self.proc.returncode = 0  # keeps Popen.__del__ from tracking it as still running
         if self.pidfd is not None:
-            self.sel.unregister(self.pidfd)
+            self.poller.unregister(self.pidfd)
             os.close(self.pidfd)
             self.pidfd = None
 
     def _read(self, fd: int, stream: _Stream, now: float) -> None:
-        try:
-            data = os.read(fd, _READ_SIZE)
-        except BlockingIOError:
-            return
+        data = os.read(fd, _READ_SIZE)
         if not data:
-            self._close_stream(fd)
-            if not self.streams and self.status is None and self.pidfd is None:
-                # Without a pidfd, EOF on both pipes is the best hint that the process is done.
-                self.poll_step = _POLL_MIN
-                self.poll_at = now
+            self._eof(fd, now)
             return
         n = len(data)
         self.total += n
@@ -597,11 +599,22 @@ class _Loop:
         if not stream.buf:
             stream.first_ts = time.time()
             stream.flush_at = now + self.interval
+            if stream.decoder is None:
+                stream.decoder = _UTF8_DECODER(errors="replace")
         stream.buf += data
         if len(stream.buf) >= _FLUSH_SIZE:
             self._flush(stream, final=False)
 
+    def _eof(self, fd: int, now: float) -> None:
+        self._close_stream(fd)
+        if not self.streams and self.status is None and self.pidfd is None:
+            # Without a pidfd, EOF on both pipes is the best hint that the process is done.
+            self.poll_step = _POLL_MIN
+            self.poll_at = now
+
     def _flush(self, stream: _Stream, final: bool) -> None:
+        if stream.decoder is None:
+            return  # not a byte kept, so nothing is held in the decoder or the masker either
         text = stream.decoder.decode(stream.buf, final)
         stream.buf.clear()
         if stream.masker:
@@ -613,9 +626,9 @@ class _Loop:
 
     def _close_stream(self, fd: int) -> None:
         stream = self.streams.pop(fd)
-        self.sel.unregister(fd)
+        self.poller.unregister(fd)
         os.close(fd)
-        if not stream.buf:
+        if stream.decoder is not None and not stream.buf:
             stream.first_ts = time.time()
         self._flush(stream, final=True)
 
@@ -626,12 +639,10 @@ class _Loop:
             self._reap()
         for fd in list(self.streams):
             self.streams.pop(fd)
-            self.sel.unregister(fd)
             os.close(fd)
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
-        self.sel.close()
 
     def result(self, started_at: float) -> ExecResult:
         status = self.status
@@ -717,11 +728,12 @@ class _Waker:
                 os.close(self.wfd)
 
 
-def _new_selector() -> selectors.BaseSelector:
-    # poll(2) needs no kernel object per run (unlike epoll) and is just as good for four fds.
-    if hasattr(selectors, "PollSelector"):
-        return selectors.PollSelector()
-    return selectors.DefaultSelector()
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None or a <= b:
+        return a
+    return b
 
 
 def _pidfd_open(pid: int) -> int | None:
@@ -753,6 +765,25 @@ def _not_started(outcome: str, reason: str, started_at: float) -> ExecResult:
         output_bytes=0,
         truncated=False,
     )
+
+
+def _make_workdir(root: str | None) -> str:
+    """A new, empty directory `attempt-*` in root (the temp directory if None), mode 0700.
+
+    What tempfile.mkdtemp does, without its name generator and parameter checks: those cost
+    about as much as the mkdir itself on tmpfs, and a tiny job pays them on every attempt.
+    """
+    parent = os.path.abspath(tempfile.gettempdir() if root is None else root)
+    for _ in range(100):
+        # random's module-level generator is reseeded in forked children, so two workers
+        # forked from one parent do not walk the same names.
+        path = f"{parent}/attempt-{random.getrandbits(48):012x}"
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(errno.EEXIST, "no unused attempt directory name found", parent)
 
 
 def _remove_tree(path: str) -> None:
