@@ -133,7 +133,8 @@ def test_a_task_returns_its_value_and_its_output_is_kept_apart(
     assert result.value["sum"] == 5
     assert result.value["job"] == "j"
     assert "corral-task-" in result.value["cwd"]
-    assert not Path(result.value["cwd"]).exists()  # the call's directory is removed
+    # the call's directory is left empty, for the next call (a new one is no fresher)
+    assert list(Path(result.value["cwd"]).iterdir()) == []
     assert text(chunks, "stdout") == "adding 2 3\n"
     assert text(chunks, "stderr") == "to stderr\n"
     assert (tmp_path / "cache" / sha / "mathy.py").read_text() == SOURCE
@@ -255,3 +256,41 @@ def test_a_source_that_does_not_match_its_hash_is_refused(pool: TaskPool, source
     result, _ = call(pool, "cd" * 32, "add", {"a": 1, "b": 2})
     assert result.outcome == "failed"
     assert "does not match its hash" in result.reason
+
+
+WRITER = """
+import os
+
+import corral
+
+
+@corral.task
+def write(name: str) -> dict:
+    before = sorted(os.listdir("."))
+    if name:
+        with open(name, "w") as f:
+            f.write("x")
+    return {"cwd": os.getcwd(), "before": before}
+"""
+
+
+def test_every_call_starts_in_an_empty_directory_and_none_is_left_behind(
+    tmp_path: Path, sources: Sources
+) -> None:
+    sha = sources.add(WRITER)
+    root = tmp_path / "work"
+    root.mkdir()
+    pool = TaskPool(sources, PoolOptions(cache_dir=str(tmp_path / "c2"), workdir_root=str(root)))
+    try:
+        first, _ = call(pool, sha, "write", {"name": ""})
+        # an empty directory is kept and handed to the next call
+        second, _ = call(pool, sha, "write", {"name": "left.txt"})
+        assert second.value["cwd"] == first.value["cwd"]
+        # a directory with something in it is removed: the next call gets a new one
+        assert not Path(second.value["cwd"]).exists()
+        third, _ = call(pool, sha, "write", {"name": ""})
+        assert third.value["cwd"] != second.value["cwd"]
+        assert [r.value["before"] for r in (first, second, third)] == [[], [], []]
+    finally:
+        pool.close()
+    assert list(root.iterdir()) == []  # closing the pool removes the spare directories

@@ -15,7 +15,7 @@ import execnet
 
 from corral.fleet import remote
 from corral.fleet.inventory import Host
-from corral.worker import askpass, executor, limits, masking, sandbox
+from corral.worker import askpass, executor, limits, masking, sandbox, workdirs
 from corral.worker.executor import Chunk, ExecResult
 
 log = logging.getLogger("corral.fleet")
@@ -69,7 +69,7 @@ def ssh_spec(host: Host, ssh_config: str = "") -> str:
 
 def _shipped() -> dict[str, str]:
     """The executor and the standard-library-only modules it imports, in import order."""
-    helpers = (askpass, limits, masking, sandbox)
+    helpers = (askpass, limits, masking, sandbox, workdirs)
     shipped = {m.__name__: inspect.getsource(m) for m in helpers}
     shipped[remote.EXECUTOR] = inspect.getsource(executor)
     return shipped

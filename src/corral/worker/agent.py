@@ -23,6 +23,7 @@ from corral.worker.executor import ExecResult, ExecSpec, Execution
 from corral.worker.link import Batch, Link
 from corral.worker.sandbox import Sandbox, find_python
 from corral.worker.task_pool import PoolOptions, TaskPool, TaskResult
+from corral.worker.workdirs import Workdirs
 
 log = logging.getLogger("corral.worker")
 
@@ -95,6 +96,7 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self.error: str = ""
         self._task_pool: TaskPool | None = None
+        self._workdirs = Workdirs()  # attempts' directories kept for the next attempts
 
     # -- public --------------------------------------------------------------------------
 
@@ -317,6 +319,7 @@ class Agent:
             pool, self._task_pool = self._task_pool, None
         if pool is not None:
             pool.close()
+        self._workdirs.close()
 
     def _job_env(self, lease: Lease) -> dict[str, str]:
         env = dict(self.options.env)
@@ -397,6 +400,7 @@ class Agent:
             timeout=lease.timeout,
             grace=self.options.grace,
             log_limit=self.options.log_limit,
+            workdirs=self._workdirs,
             **_hooks(self._data(lease)),
         )
 

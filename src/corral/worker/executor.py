@@ -26,6 +26,7 @@ from corral.worker.limits import Applied
 from corral.worker.limits import offer as limits_offer
 from corral.worker.masking import Masker
 from corral.worker.sandbox import Sandbox, argv_for
+from corral.worker.workdirs import Workdirs
 
 if TYPE_CHECKING:
     from resource import struct_rusage
@@ -82,6 +83,9 @@ class ExecSpec:
     keep_stdout: bool = False
     # the password for the job's `sudo`, fed to it by worker/askpass.py (never in its env)
     sudo_password: str | None = field(default=None, repr=False)
+    # where a worker keeps directories its attempts left as made, to hand to the next attempt
+    # (not for jobs run as another user or in the sandbox); None: make one, remove it after
+    workdirs: Workdirs | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.argv is None):
@@ -180,20 +184,28 @@ class Execution:
         spec = self._spec
         started_at = time.time()
         root = spec.workdir_root or None
+        reuse = spec.workdirs
+        if spec.user is not None or spec.sandbox is not None or spec.keep_workdir:
+            reuse = None
+        root_key = os.path.abspath(root or tempfile.gettempdir())
+        workdir = reuse.take(root_key) if reuse is not None else None
+        fresh = workdir is None
         try:
-            try:
-                workdir = _make_workdir(root)
-            except FileNotFoundError:
-                if root is None:
-                    raise
-                os.makedirs(root, exist_ok=True)
-                workdir = _make_workdir(root)
+            if workdir is None:
+                try:
+                    workdir = _make_workdir(root)
+                except FileNotFoundError:
+                    if root is None:
+                        raise
+                    os.makedirs(root, exist_ok=True)
+                    workdir = _make_workdir(root)
         except OSError as exc:
             return _not_started("failed", f"could not start: {exc}", started_at)
         try:
             tmpdir = os.path.join(workdir, "tmp")
             try:
-                os.mkdir(tmpdir)
+                if fresh:
+                    os.mkdir(tmpdir, 0o700)
                 if spec.sandbox is not None:
                     # read-only in the sandbox; empty until jobs take inputs
                     os.mkdir(os.path.join(workdir, "inputs"))
@@ -241,7 +253,9 @@ class Execution:
             if self._stdout_copy is not None:
                 self._stdout_copy.close()
                 self._stdout_copy = None
-            if not spec.keep_workdir:
+            if not spec.keep_workdir and not (
+                reuse is not None and reuse.give(root_key, workdir, ("tmp",))
+            ):
                 _remove_tree(workdir)
 
     def _run_in(self, workdir: str, env: dict[str, str]) -> ExecResult:

@@ -1,0 +1,84 @@
+"""Working directories a worker's attempts left as they were made, kept for the next ones.
+
+Making an attempt's directory (and its `tmp/`) and removing both afterwards costs more than
+a short job: on a disk mounted with `discard`, each removal waits for the device. A directory
+that is exactly as it was made (owned by the worker, 0700, holding nothing but the empty
+directories it was made with) is as fresh as a new one, so it is handed to the next attempt.
+Anything else is removed as before. What is kept is removed when the worker stops.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Sequence
+
+MODE = 0o700
+KEEP = 8  # spare directories per root: enough for the slots of one worker
+
+
+class Workdirs:
+    def __init__(self, keep: int = KEEP) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._spare: dict[str, list[str]] = {}  # root -> directories ready for an attempt
+        self._closed = False
+
+    def take(self, root: str) -> str | None:
+        """A kept directory under `root`, or None (then make a new one)."""
+        with self._lock:
+            found = self._spare.get(root)
+            return found.pop() if found else None
+
+    def give(self, root: str, path: str, skeleton: Sequence[str]) -> bool:
+        """Keep `path` when it holds just the empty directories `skeleton`, all as made;
+        False when it does not qualify (the caller removes it)."""
+        if not _as_made(path) or not _holds_only(path, skeleton):
+            return False
+        if not all(_as_made(os.path.join(path, name)) and _empty(path, name) for name in skeleton):
+            return False
+        with self._lock:
+            if self._closed:
+                return False
+            kept = self._spare.setdefault(root, [])
+            if len(kept) >= self.keep:
+                return False
+            kept.append(path)
+        return True
+
+    def close(self) -> None:
+        """Remove every kept directory; later ones are not kept."""
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, {}
+        for paths in spare.values():
+            for path in paths:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _as_made(path: str) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == MODE
+    )
+
+
+def _holds_only(path: str, names: Sequence[str]) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return sorted(e.name for e in entries) == sorted(names)
+    except OSError:
+        return False
+
+
+def _empty(path: str, name: str) -> bool:
+    try:
+        with os.scandir(os.path.join(path, name)) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False

@@ -1,0 +1,82 @@
+"""Attempts' working directories: kept only when exactly as made, handed on, removed at the end."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from corral.worker.executor import ExecSpec, Execution
+from corral.worker.workdirs import Workdirs
+
+
+def _made(root: Path, name: str = "attempt-x") -> str:
+    path = root / name
+    path.mkdir(mode=0o700)
+    (path / "tmp").mkdir(mode=0o700)
+    return str(path)
+
+
+def test_a_directory_as_made_is_kept_and_handed_out_once(tmp_path: Path) -> None:
+    w = Workdirs()
+    path = _made(tmp_path)
+    assert w.give(str(tmp_path), path, ("tmp",))
+    assert w.take(str(tmp_path)) == path
+    assert w.take(str(tmp_path)) is None
+    assert w.take("/elsewhere") is None
+
+
+def test_anything_left_behind_disqualifies(tmp_path: Path) -> None:
+    w = Workdirs()
+    cases = {}
+    cases["file"] = _made(tmp_path, "a")
+    Path(cases["file"], "out.txt").write_text("x")
+    cases["in tmp"] = _made(tmp_path, "b")
+    Path(cases["in tmp"], "tmp", "scratch").write_text("x")
+    cases["mode"] = _made(tmp_path, "c")
+    os.chmod(cases["mode"], 0o755)
+    cases["tmp mode"] = _made(tmp_path, "d")
+    os.chmod(Path(cases["tmp mode"], "tmp"), 0o777)
+    cases["tmp gone"] = _made(tmp_path, "e")
+    os.rmdir(Path(cases["tmp gone"], "tmp"))
+    cases["tmp a link"] = _made(tmp_path, "f")
+    os.rmdir(Path(cases["tmp a link"], "tmp"))
+    os.symlink("/", Path(cases["tmp a link"], "tmp"))
+    cases["missing"] = str(tmp_path / "nothing")
+    for why, path in cases.items():
+        assert not w.give(str(tmp_path), path, ("tmp",)), why
+    assert w.take(str(tmp_path)) is None
+
+
+def test_at_most_keep_and_none_after_close(tmp_path: Path) -> None:
+    w = Workdirs(keep=2)
+    paths = [_made(tmp_path, f"d{i}") for i in range(3)]
+    assert [w.give(str(tmp_path), p, ("tmp",)) for p in paths] == [True, True, False]
+    w.close()
+    assert not Path(paths[0]).exists() and not Path(paths[1]).exists()
+    assert not w.give(str(tmp_path), paths[2], ("tmp",))
+    assert w.take(str(tmp_path)) is None
+
+
+def test_attempts_reuse_a_clean_directory_and_get_a_new_one_after_a_mess(tmp_path: Path) -> None:
+    w = Workdirs()
+    seen: list[str] = []
+
+    def run(command: str) -> str:
+        out: list[str] = []
+        spec = ExecSpec(command=command, workdir_root=str(tmp_path), workdirs=w)
+        result = Execution(spec, lambda c: out.append(c.data)).run()
+        assert result.outcome == "passed", result.reason
+        text = "".join(out)
+        seen.append(text.split()[0])
+        return text
+
+    first = run('pwd; ls -A; ls -A "$TMPDIR"')
+    assert first.split() == [first.split()[0], "tmp"]  # empty but for an empty tmp/
+    run("pwd; touch left-behind")
+    assert seen[1] == seen[0]  # the first attempt's directory, handed on
+    assert not Path(seen[1]).exists()  # something was left: removed, not kept
+    third = run('pwd; ls -A; ls -A "$TMPDIR"')
+    assert seen[2] != seen[1]
+    assert third.split()[1:] == ["tmp"]
+    w.close()
+    assert list(tmp_path.iterdir()) == []
