@@ -217,37 +217,47 @@ class Registry:
         self._tasks: dict[str, TaskDef] = {}
         self._problems: list[str] = []
         self._sources: OrderedDict[str, bytes] = OrderedDict()
+        self._seen: list[dict[str, tuple[int, int, int]]] | None = None  # the last look
+        self._dir_problems: list[str] = []
         self.refresh()
 
     def refresh(self) -> None:
         with self._lock:
-            found: dict[Path, tuple[int, int, int]] = {}
+            # what is there now, per directory (unsorted: sorting waits for a change)
+            found_by_dir: list[dict[str, tuple[int, int, int]]] = []
             dir_problems: list[str] = []
             for d in self.dirs:
+                here: dict[str, tuple[int, int, int]] = {}
+                found_by_dir.append(here)
                 try:
-                    entries = sorted(os.scandir(d), key=lambda e: e.name)
+                    entries = os.scandir(d)
                 except OSError as exc:
                     dir_problems.append(f"{d}: {exc.strerror or exc}")
                     continue
-                for entry in entries:
-                    if not entry.name.endswith(".py") or entry.name.startswith((".", "_")):
-                        continue
-                    try:
-                        st = entry.stat()
-                    except OSError:
-                        continue  # removed while we looked
-                    if entry.is_file():
-                        found[Path(entry.path)] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                with entries:
+                    for entry in entries:
+                        if not entry.name.endswith(".py") or entry.name.startswith((".", "_")):
+                            continue
+                        try:
+                            st = entry.stat()
+                        except OSError:
+                            continue  # removed while we looked
+                        if entry.is_file():
+                            here[entry.path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if found_by_dir == self._seen and not dir_problems and not self._dir_problems:
+                return  # nothing changed: the common case, on every submit and lease
+            self._seen, self._dir_problems = found_by_dir, dir_problems
+            found = {Path(p): key for here in found_by_dir for p, key in sorted(here.items())}
             changed = [
                 p for p, key in found.items() if (f := self._files.get(p)) is None or f.key != key
             ]
-            if not changed and found.keys() == self._files.keys() and not dir_problems:
-                return
             for path in changed:
                 self._files[path] = _File(found[path], self._read(path, found[path][1]))
             for gone in set(self._files) - set(found):
                 del self._files[gone]
-            self._rebuild(dir_problems)
+            # in the order of the directories, then of the names: the first definition wins
+            self._files = {p: self._files[p] for p in found}
+            self._rebuild(list(dir_problems))
 
     def _read(self, path: Path, size: int) -> Scanned:
         if size > MAX_SOURCE:

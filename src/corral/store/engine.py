@@ -86,23 +86,29 @@ class Database:
                 # checkout per transaction costs as much as a small statement
                 if self._writer is None or self._writer.closed:
                     self._writer = self.engine.connect().execution_options(corral_write=True)
-                raw = self._writer.connection.driver_connection
+                conn = self._writer
+                raw: Any = conn.connection.driver_connection
                 if not durable:
-                    raw.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+                    raw.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    with self._writer.begin():
-                        yield self._writer
+                    with _sqlite_transaction(conn, raw, "BEGIN IMMEDIATE"):
+                        yield conn
                 finally:
                     if not durable:
-                        raw.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]
+                        raw.execute("PRAGMA synchronous=FULL")
         else:
             with self.engine.begin() as conn:
                 yield conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                with _sqlite_transaction(conn, conn.connection.driver_connection, "BEGIN"):
+                    yield conn
+            else:
+                with conn.begin():
+                    yield conn
 
     def skip_locked(self) -> dict[str, Any]:
         """Arguments for `with_for_update`: rows another coordinator is leasing are passed over."""
@@ -115,6 +121,26 @@ class Database:
                     self._writer.close()
                     self._writer = None
         self.engine.dispose()
+
+
+@contextlib.contextmanager
+def _sqlite_transaction(conn: Connection, raw: Any, begin: str) -> Iterator[None]:
+    """A transaction begun on the driver: SQLAlchemy's begin and its events cost more than a
+    prepared statement. A statement run through SQLAlchemy inside it finds the transaction
+    open (see `_on_begin`) and SQLAlchemy then ends it itself."""
+    raw.execute(begin)
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction():
+            conn.rollback()
+        elif raw.in_transaction:
+            raw.rollback()
+        raise
+    if conn.in_transaction():
+        conn.commit()
+    elif raw.in_transaction:
+        raw.commit()
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -142,6 +168,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        raw: Any = conn.connection.driver_connection
+        if raw.in_transaction:
+            return  # begun on the driver (`_sqlite_transaction`): SQLAlchemy joins it
         write = conn.get_execution_options().get("corral_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -11,6 +12,9 @@ from sqlalchemy import text
 from corral.store.engine import Database
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Alembic keeps the running migration's context in module globals (`alembic.context`): two
+# threads of one process must not migrate at once. Other processes wait on the database.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def alembic_config() -> Config:
@@ -21,7 +25,7 @@ def alembic_config() -> Config:
 
 def upgrade(db: Database) -> None:
     cfg = alembic_config()
-    with db.write() as conn:
+    with _ONE_AT_A_TIME, db.write() as conn:
         if db.is_postgres:
             # serialize concurrent starts: the lock is released when the transaction ends
             conn.execute(text("SELECT pg_advisory_xact_lock(7352417)"))
