@@ -103,6 +103,8 @@ runs = Table(
     Column("max_failures", Integer, nullable=True),
     Index(None, "project_id", "id"),
     Index(None, "name", "id"),
+    # every lease asks whether a live run has a host schedule or a limit: few runs are live
+    Index(None, "state"),
 )
 
 jobs = Table(
