@@ -12,6 +12,7 @@ from typing import Any
 
 from corral import events
 from corral.auth import Principal
+from corral.combining import Combiner
 from corral.domain.labels import LabelError, check_labels
 from corral.domain.models import (
     Attempt,
@@ -25,7 +26,7 @@ from corral.domain.models import (
     Upload,
     Worker,
 )
-from corral.domain.runspec import KINDS, NAME_RE, RunSpec
+from corral.domain.runspec import KINDS, NAME_RE, JobSpec, RunSpec
 from corral.domain.states import JobState
 from corral.errors import (
     Conflict,
@@ -42,7 +43,7 @@ from corral.objects.backend import ObjectBackend
 from corral.objects.names import parse_sha256
 from corral.objects.upload import ObjectUpload
 from corral.registry import Registry
-from corral.scheduler.placement import expand, why_waiting
+from corral.scheduler.placement import eligible, expand, why_waiting
 from corral.secrets import Secrets
 from corral.store import Store
 from corral.store.dataflow import input_refs
@@ -94,6 +95,15 @@ class Coordinator:
         self._projects: dict[str, tuple[float, Project]] = {}
         self._principals: dict[str, tuple[float, Principal]] = {}
         self._found_empty: dict[int, tuple[int, float]] = {}  # worker -> (queue version, when)
+        self._joined: dict[int, Worker] = {}  # workers that joined here: their labels and kinds
+        self._queue_lock = threading.Lock()
+        # On SQLite, leases and ends asked for at once share one transaction (one writer
+        # anyway); PostgreSQL runs them side by side.
+        self._lease_together: Combiner[tuple[int, int], list[Lease]] | None = None
+        self._finish_together: Combiner[list[Report], list[Ended | LeaseLost]] | None = None
+        if store.db.is_sqlite:
+            self._lease_together = Combiner(self._lease_batch)
+            self._finish_together = Combiner(self._finish_batch)
         self._retry_due = math.inf  # when the next retry known here ends its back-off
 
     # -- identity ------------------------------------------------------------------------
@@ -255,8 +265,26 @@ class Coordinator:
         workers = self.store.workers.list() if needs_workers else []
         placements = expand(spec, workers)
         run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
-        self.hub.notify(events.QUEUE, events.run_topic(run.id))
+        self._queue_grew(spec.jobs, events.run_topic(run.id))
         return run
+
+    def _queue_grew(self, jobs: Sequence[JobSpec], *topics: str) -> None:
+        """Wake the leasers for new jobs. A worker that came back short and can take none of
+        them keeps skipping the store: with a fleet of sites, a job for one site would
+        otherwise cost a lease transaction for every site."""
+        with self._queue_lock:
+            # only entries at the version just before this notice are moved on: if another
+            # notice comes in between, the worker's entry falls behind and it asks again
+            before = self.hub.version(events.QUEUE)
+            for worker_id, (version, when) in list(self._found_empty.items()):
+                worker = self._joined.get(worker_id)
+                if (
+                    version == before
+                    and worker is not None
+                    and not any(eligible(j, worker) for j in jobs)
+                ):
+                    self._found_empty[worker_id] = (before + 1, when)
+            self.hub.notify(events.QUEUE, *topics)
 
     def _check_object_inputs(self, spec: RunSpec, proj: Project) -> None:
         """Inputs that name objects must be readable by the run's project: knowing a hash
@@ -462,6 +490,8 @@ class Coordinator:
         if bad or not allow:
             raise InvalidInput(f"expected some of {', '.join(KINDS)}", "allow")
         worker = self.store.workers.join(name, checked, slots, list(allow), local=local)
+        self._joined[worker.id] = worker
+        self._found_empty.pop(worker.id, None)
         self.store.tokens.revoke_worker(worker.id)
         self._principals.clear()
         _, secret = self.store.tokens.create("worker", f"worker:{name}", worker_id=worker.id)
@@ -509,13 +539,17 @@ class Coordinator:
         if empty is not None and empty[0] == version and now - empty[1] < RECHECK_EMPTY:
             # nothing made jobs leasable since this worker last came back short: don't ask
             return []
-        leases = self.store.leases.lease(worker_id, max_jobs, self.lease_ttl)
+        if self._lease_together is not None:
+            leases = self._lease_together((worker_id, max_jobs))
+        else:
+            leases = self.store.leases.lease(worker_id, max_jobs, self.lease_ttl)
         if any(x.payload.get("kind") == "task" for x in leases):
             leases = self._locate_tasks(leases)
-        if len(leases) < max_jobs:
-            self._found_empty[worker_id] = (version, now)
-        else:
-            self._found_empty.pop(worker_id, None)
+        with self._queue_lock:
+            if len(leases) < max_jobs:
+                self._found_empty[worker_id] = (version, now)
+            else:
+                self._found_empty.pop(worker_id, None)
         if leases:
             self.hub.notify(*{events.run_topic(x.run_id) for x in leases})
         if any(x.payload.get("inputs") for x in leases):
@@ -606,8 +640,22 @@ class Coordinator:
         self.hub.notify(*{events.attempt_topic(c.attempt_id) for c in chunks})
         return lost
 
+    def _lease_batch(self, asks: list[tuple[int, int]]) -> list[list[Lease] | NotFound]:
+        return self.store.leases.lease_many(asks, self.lease_ttl)
+
+    def _finish_batch(self, asks: list[list[Report]]) -> list[list[Ended | LeaseLost]]:
+        results = self.store.leases.finish([r for reports in asks for r in reports])
+        out, at = [], 0
+        for reports in asks:
+            out.append(results[at : at + len(reports)])
+            at += len(reports)
+        return out
+
     def finish(self, worker_id: int, reports: Sequence[Report]) -> list[Ended | LeaseLost]:
-        results = self.store.leases.finish(reports)
+        if self._finish_together is not None:
+            results = self._finish_together(list(reports))
+        else:
+            results = self.store.leases.finish(reports)
         self._announce([r for r in results if isinstance(r, Ended)])
         return results
 

@@ -27,9 +27,21 @@ def attempt_topic(attempt_id: int) -> str:
     return f"attempt:{attempt_id}"
 
 
+class _Waiters:
+    """The threads waiting on one topic: a notice wakes these and no others."""
+
+    __slots__ = ("cond", "count")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.cond = threading.Condition(lock)
+        self.count = 0
+
+
 class Hub:
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # by topic: with one condition for all, every run's progress woke every leaser
+        self._waiters: dict[str, _Waiters] = {}
         self._versions: dict[str, int] = {}
         self._async: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
         self._listeners: list[Callable[[str], None]] = []
@@ -39,16 +51,18 @@ class Hub:
         self._listeners.append(callback)
 
     def version(self, topic: str) -> int:
-        with self._cond:
+        with self._lock:
             return self._versions.get(topic, 0)
 
     def notify(self, *topics: str, forward: bool = True) -> None:
-        with self._cond:
+        with self._lock:
             for topic in topics:
                 self._versions[topic] = self._versions.get(topic, 0) + 1
                 for loop, fut in self._async.pop(topic, []):
                     loop.call_soon_threadsafe(_resolve, fut)
-            self._cond.notify_all()
+                waiting = self._waiters.get(topic)
+                if waiting is not None:
+                    waiting.cond.notify_all()
         if forward:
             for callback in self._listeners:
                 for topic in topics:
@@ -56,12 +70,21 @@ class Hub:
 
     def wait(self, topic: str, since: int, timeout: float) -> bool:
         """Block until `topic` moves past `since` (True) or `timeout` passes (False)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._versions.get(topic, 0) > since, timeout)
+        with self._lock:
+            waiting = self._waiters.get(topic)
+            if waiting is None:
+                waiting = self._waiters[topic] = _Waiters(self._lock)
+            waiting.count += 1
+            try:
+                return waiting.cond.wait_for(lambda: self._versions.get(topic, 0) > since, timeout)
+            finally:
+                waiting.count -= 1
+                if waiting.count == 0:
+                    del self._waiters[topic]
 
     async def wait_async(self, topic: str, since: int, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
-        with self._cond:
+        with self._lock:
             if self._versions.get(topic, 0) > since:
                 return True
             fut: asyncio.Future[None] = loop.create_future()
@@ -70,7 +93,7 @@ class Hub:
             await asyncio.wait_for(fut, timeout)
             return True
         except TimeoutError:
-            with self._cond:
+            with self._lock:
                 waiters = self._async.get(topic, [])
                 if (loop, fut) in waiters:
                     waiters.remove((loop, fut))

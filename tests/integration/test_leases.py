@@ -8,11 +8,13 @@ import pytest
 from integration_helpers import join, report, snapshot, spec, states
 from sqlalchemy import func, select
 
+from corral import events
 from corral.auth import Principal
 from corral.coordinator import Coordinator
 from corral.domain.models import Lease, Report, Upload, Worker
 from corral.domain.states import JobState, RunState
-from corral.errors import LeaseLost
+from corral.errors import LeaseLost, NotFound
+from corral.scheduler.placement import expand
 from corral.store.leases import Ended, backoff
 from corral.store.tables import attempts, log_chunks
 
@@ -356,3 +358,62 @@ def test_log_streams_are_kept_apart(coord: Coordinator, admin: Principal) -> Non
         ("stderr", 2.0, "err"),
     ]
     assert states(coord, lease.run_id) == {"a": "leased"}
+
+
+# -- which leasers a submit sends to the store -------------------------------------------------
+
+
+def counting_leases(coord: Coordinator, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The workers whose lease reached the store, in order."""
+    asked: list[int] = []
+    real = coord.store.leases.lease_many
+
+    def lease_many(asks: list[tuple[int, int]], ttl: float) -> list[list[Lease] | NotFound]:
+        asked.extend(w for w, _ in asks)
+        return real(asks, ttl)
+
+    monkeypatch.setattr(coord.store.leases, "lease_many", lease_many)
+    return asked
+
+
+def test_a_submit_sends_only_workers_that_could_take_its_jobs_to_the_store(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = join(coord, admin, "a", site="a")
+    b = join(coord, admin, "b", site="b")
+    asked = counting_leases(coord, monkeypatch)
+    assert coord.lease(a.id, 5) == [] and coord.lease(b.id, 5) == []  # both came back short
+    asked.clear()
+
+    coord.submit(admin, spec({"x": {"command": "true", "on": {"site": "a"}}}))
+    assert coord.lease(b.id, 5) == []
+    assert asked == []  # b could not take it: no transaction for b
+    (lease,) = coord.lease(a.id, 5)
+    assert asked == [a.id]
+
+    # a notice for everyone (a lease given back) sends b to the store again
+    assert coord.lease(a.id, 5) == []
+    asked.clear()
+    coord.release(a.id, [(lease.attempt_id, lease.token)], "given back")
+    assert coord.lease(b.id, 5) == []
+    assert asked == [b.id]
+
+
+def test_a_notice_in_between_is_not_lost_to_a_worker_that_could_not_take_the_submit(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = join(coord, admin, "a", site="a")
+    b = join(coord, admin, "b", site="b")
+    assert coord.lease(a.id, 5) == [] and coord.lease(b.id, 5) == []
+    # a job b can take is queued while its notice has not reached b's memory yet: another
+    # coordinator's submit, told only as a queue notice
+    coord.store.runs.submit(
+        coord.default_project,
+        spec({"y": {"command": "true", "on": {"site": "b"}}}),
+        expand(spec({"y": {"command": "true", "on": {"site": "b"}}}), []),
+        submitted_by="elsewhere",
+    )
+    coord.hub.notify(events.QUEUE)
+    coord.submit(admin, spec({"x": {"command": "true", "on": {"site": "a"}}}))
+    (got,) = coord.lease(b.id, 5)
+    assert got.job_name == "y"

@@ -103,13 +103,14 @@ def test_the_executor_imports_only_the_standard_library(path: Path) -> None:
 
 
 def test_what_runs_on_a_fleet_host_imports_only_the_standard_library_and_the_executor() -> None:
+    """The executor and the helpers shipped with it (`transport._shipped`)."""
     remote = SRC / "fleet" / "remote.py"
     found = imports(remote)
     assert found, "no imports found: is the AST walk broken?"
     bad = [
         f"remote.py:{line} imports {name}"
         for line, name in found
-        if not is_stdlib(name) and name != "corral.worker.executor"
+        if not is_stdlib(name) and name not in ("corral.worker.executor", *EXECUTOR_HELPERS)
     ]
     assert bad == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import threading
 from typing import Any
@@ -89,3 +90,28 @@ def test_a_kill_message_names_its_reason() -> None:
     threading.Timer(0.3, channel.put, args=(("kill", "canceled by admin"),)).start()
     remote.run_job(channel, {"command": "sleep 30", "grace": 0.1})
     assert "canceled by admin" in channel.sent[-1][1]["reason"]
+
+
+def test_jobs_on_a_host_reuse_working_directories_until_the_connection_closes(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(remote, "_kept", [])
+    homes = []
+    for _ in range(2):
+        channel = Channel()
+        remote.run_job(channel, {"command": 'echo "$HOME"'})
+        homes.append("".join(m[3] for m in channel.sent if m[0] == "out").strip())
+    assert homes[0] == homes[1]  # left as made: handed to the next job
+    assert os.path.isdir(homes[0])
+    closing = Channel()
+    closing.put(("close",))
+    remote.serve(closing)
+    assert not os.path.exists(homes[0])
+
+
+def test_a_job_channel_finds_the_remote_module_among_the_shipped_ones() -> None:
+    from corral.fleet import transport
+
+    shipped = transport._shipped()
+    assert list(shipped)[-1] == remote.__name__  # after the executor it imports
+    assert transport.JOB_CHANNEL.startswith(f"from {remote.__name__} import serve")

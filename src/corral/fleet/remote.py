@@ -1,9 +1,11 @@
 """What runs on a fleet host: the executor behind an execnet channel (standard library only).
 
 Shipped with `gateway.remote_exec(this module)`; nothing is installed on the host. The first
-channel of a connection brings the executor's source and keeps it in the remote interpreter's
-`sys.modules`; each job then gets a channel of its own. The job dies with its channel: when the
-channel or the whole connection goes, its process group is killed.
+channel of a connection brings the executor's source, and this module's own, and keeps them in
+the remote interpreter's `sys.modules`; each job then gets a channel of its own that imports
+it from there. The job dies with its channel: when the channel or the whole connection goes,
+its process group is killed. Working directories left as made are kept for the next jobs of
+the connection and removed when it closes.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ def parse_shared(text: str) -> dict[str, str]:
     return out
 
 
+_kept: list[Any] = []  # the connection's Workdirs: directories left as made, for the next jobs
+
+
+def workdirs() -> Any:
+    from corral.worker.workdirs import Workdirs  # shipped by install()
+
+    if not _kept:
+        _kept.append(Workdirs())
+    return _kept[0]
+
+
 def run_job(channel: Any, spec: dict[str, Any]) -> None:
     """Run one job; stream ("out", stream, ts, data), end with ("end", result, shared)."""
     from corral.worker.executor import ExecSpec, Execution  # shipped by install()
@@ -77,6 +90,7 @@ def run_job(channel: Any, spec: dict[str, Any]) -> None:
             log_limit=int(spec.get("log_limit", 16 * 1024 * 1024)),
             mask=tuple(spec.get("mask") or ()),
             sudo_password=spec.get("sudo_password"),
+            workdirs=workdirs(),
         ),
         lambda c: _send(channel, ("out", c.stream, c.ts, c.data)),
     )
@@ -140,6 +154,8 @@ def serve(channel: Any) -> None:
         run_job(channel, message[1])
     elif message[0] == "ping":
         channel.send(("pong", about()))
+    elif message[0] == "close" and _kept:
+        _kept[0].close()
 
 
 if __name__ == "__channelexec__":

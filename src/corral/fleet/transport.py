@@ -67,11 +67,18 @@ def ssh_spec(host: Host, ssh_config: str = "") -> str:
     return spec
 
 
+# A job's channel once the connection is set up: `remote` is already in the host's interpreter,
+# so the job costs no source to send and compile (about 2 ms a job against shipping the module)
+JOB_CHANNEL = f"from {remote.__name__} import serve\nserve(channel)"
+
+
 def _shipped() -> dict[str, str]:
-    """The executor and the standard-library-only modules it imports, in import order."""
+    """The executor and the standard-library-only modules it imports, in import order, and
+    `remote` itself for the job channels."""
     helpers = (askpass, limits, masking, sandbox, workdirs)
     shipped = {m.__name__: inspect.getsource(m) for m in helpers}
     shipped[remote.EXECUTOR] = inspect.getsource(executor)
+    shipped[remote.__name__] = inspect.getsource(remote)
     return shipped
 
 
@@ -183,7 +190,7 @@ class Transport:
         try:
             gw = self.gateway()
             started = time.monotonic()
-            channel = gw.remote_exec(remote)
+            channel = gw.remote_exec(JOB_CHANNEL)
             channel.send(("ping",))
             reply = channel.receive(HELLO_TIMEOUT)
             latency = time.monotonic() - started
@@ -238,7 +245,7 @@ class RemoteExecution:
                 return _ended("failed", self._kill, started)
         try:
             gw = self.transport.gateway()
-            channel = gw.remote_exec(remote)
+            channel = gw.remote_exec(JOB_CHANNEL)
         except Unreachable as exc:
             return _ended("failed", str(exc), started)
         except Exception as exc:
@@ -299,4 +306,9 @@ def _describe(exc: BaseException) -> str:
 
 def _exit_quietly(gw: Any) -> None:
     with contextlib.suppress(Exception):  # the far side is gone already
+        # the host removes the working directories it kept for later jobs
+        channel = gw.remote_exec(JOB_CHANNEL)
+        channel.send(("close",))
+        channel.waitclose(HELLO_TIMEOUT)
+    with contextlib.suppress(Exception):
         gw.exit()

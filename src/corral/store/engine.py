@@ -51,8 +51,10 @@ class Database:
             engine = create_engine(
                 self.url,
                 connect_args={"check_same_thread": False, "timeout": 30},
-                pool_size=8,
-                max_overflow=16,
+                # kept open for readers: a fleet's sites read at once, and a connection
+                # opened past the pool costs its setup (WAL, pragmas) for one read
+                pool_size=32,
+                max_overflow=32,
             )
             _sqlite_setup(engine)
             return engine

@@ -255,91 +255,127 @@ class Leases:
 
     def lease(self, worker_id: int, max_jobs: int, ttl: float) -> list[Lease]:
         """Hand up to `max_jobs` queued jobs that match the worker to it, in one transaction."""
-        if max_jobs <= 0:
-            return []
-        if worker_id in self._idle and time.monotonic() - self._touched.get(worker_id, 0.0) < 1.0:
+        (found,) = self.lease_many([(worker_id, max_jobs)], ttl)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def lease_many(
+        self, asks: Sequence[tuple[int, int]], ttl: float
+    ) -> list[list[Lease] | NotFound]:
+        """Several workers' leases, (worker, max jobs) each, in one transaction: in asking order,
+        each worker's list, or NotFound for a worker that is not there."""
+        out: list[list[Lease] | NotFound] = [[] for _ in asks]
+        todo = [i for i, (_, n) in enumerate(asks) if n > 0]
+        idle = [i for i in todo if self._idle_lately(asks[i][0])]
+        if idle:
             # an idle worker asks often: answer "nothing" from a read, without the write lock
             # (a write each second keeps its last_seen)
             with self.db.read() as conn:
                 if self._any_ready.first(conn) is None:
-                    return []
+                    todo = [i for i in todo if i not in idle]
+        if not todo:
+            return out
         with self.db.write(durable=False) as conn:
             now = self.db.now(conn)
-            self._touched[worker_id] = time.monotonic()
-            worker = self._worker.first(conn, {"wid": worker_id})
-            if worker is None:
-                raise NotFound(f"no worker {worker_id}")
-            if worker.draining:
-                return []
-            live = self._fleet_live.one(conn)
-            fleet, limited = bool(live[0]), bool(live[1])
-            self.host_schedules_live = fleet
-            self.parallel_limits_live = limited
-            picked = self._picks[fleet, limited].all(
+            fresh: set[int] = set()
+            for i in todo:
+                worker_id, max_jobs = asks[i]
+                out[i] = self._lease_in(conn, now, worker_id, max_jobs, ttl, fresh)
+            if fresh:
+                # once, at the end, in id order: the runs' row locks in the order finish takes them
+                mark_started(conn, self.db, fresh)
+        return out
+
+    def _idle_lately(self, worker_id: int) -> bool:
+        return (
+            worker_id in self._idle and time.monotonic() - self._touched.get(worker_id, 0.0) < 1.0
+        )
+
+    def _lease_in(
+        self,
+        conn: Connection,
+        now: float,
+        worker_id: int,
+        max_jobs: int,
+        ttl: float,
+        fresh: set[int],
+    ) -> list[Lease] | NotFound:
+        """One worker's leases inside the caller's transaction; adds the runs it starts to
+        `fresh`."""
+        self._touched[worker_id] = time.monotonic()
+        worker = self._worker.first(conn, {"wid": worker_id})
+        if worker is None:
+            return NotFound(f"no worker {worker_id}")
+        if worker.draining:
+            return []
+        live = self._fleet_live.one(conn)
+        fleet, limited = bool(live[0]), bool(live[1])
+        self.host_schedules_live = fleet
+        self.parallel_limits_live = limited
+        picked = self._picks[fleet, limited].all(
+            conn,
+            {
+                "wid": worker_id,
+                "pairs": pairs(worker.labels),
+                "kinds": list(worker.allow),
+                "n": max_jobs,
+            },
+        )
+        if fleet:
+            picked = one_per_host(picked)
+        if limited:
+            picked = within_parallel(conn, self.db, picked)
+        if now - worker.last_seen > 1.0 or picked:
+            self._seen.execute(conn, {"wid": worker_id})
+        if not picked:
+            self._idle.add(worker_id)
+            return []
+        self._idle.discard(worker_id)
+        tokens = [secrets.token_hex(16) for _ in picked]
+        attempt_ids = [
+            self._insert_attempt.scalar(
                 conn,
                 {
-                    "wid": worker_id,
-                    "pairs": pairs(worker.labels),
-                    "kinds": list(worker.allow),
-                    "n": max_jobs,
+                    "job_id": row.id,
+                    "number": row.attempts + 1,
+                    "worker_id": worker_id,
+                    "worker_name": worker.name,
+                    "lease_token": token,
+                    "lease_expires_at": now + ttl,
+                    "state": "leased",
+                    "leased_at": now,
+                    "resources": {},
+                    "reason": "",
+                    "log_bytes": 0,
                 },
             )
-            if fleet:
-                picked = one_per_host(picked)
-            if limited:
-                picked = within_parallel(conn, self.db, picked)
-            if now - worker.last_seen > 1.0 or picked:
-                self._seen.execute(conn, {"wid": worker_id})
-            if not picked:
-                self._idle.add(worker_id)
-                return []
-            self._idle.discard(worker_id)
-            tokens = [secrets.token_hex(16) for _ in picked]
-            attempt_ids = [
-                self._insert_attempt.scalar(
-                    conn,
-                    {
-                        "job_id": row.id,
-                        "number": row.attempts + 1,
-                        "worker_id": worker_id,
-                        "worker_name": worker.name,
-                        "lease_token": token,
-                        "lease_expires_at": now + ttl,
-                        "state": "leased",
-                        "leased_at": now,
-                        "resources": {},
-                        "reason": "",
-                        "log_bytes": 0,
-                    },
-                )
-                for row, token in zip(picked, tokens, strict=True)
-            ]
-            self._mark_leased.many(
-                conn,
-                [
-                    {"jid": r.id, "aid": a, "wname": worker.name}
-                    for r, a in zip(picked, attempt_ids, strict=True)
-                ],
+            for row, token in zip(picked, tokens, strict=True)
+        ]
+        self._mark_leased.many(
+            conn,
+            [
+                {"jid": r.id, "aid": a, "wname": worker.name}
+                for r, a in zip(picked, attempt_ids, strict=True)
+            ],
+        )
+        fresh.update(r.run_id for r in picked if r.run_state == RunState.QUEUED.value)
+        return [
+            Lease(
+                attempt_id=a,
+                token=t,
+                job_id=r.id,
+                run_id=r.run_id,
+                run_name=r.run_name,
+                job_name=r.name,
+                instance=r.instance,
+                number=r.attempts + 1,
+                payload=r.payload,
+                timeout=r.timeout,
+                ttl=ttl,
             )
-            fresh = {r.run_id for r in picked if r.run_state == RunState.QUEUED.value}
-            if fresh:
-                mark_started(conn, self.db, fresh)
-            return [
-                Lease(
-                    attempt_id=a,
-                    token=t,
-                    job_id=r.id,
-                    run_id=r.run_id,
-                    run_name=r.run_name,
-                    job_name=r.name,
-                    instance=r.instance,
-                    number=r.attempts + 1,
-                    payload=r.payload,
-                    timeout=r.timeout,
-                    ttl=ttl,
-                )
-                for r, a, t in zip(picked, attempt_ids, tokens, strict=True)
-            ]
+            for r, a, t in zip(picked, attempt_ids, tokens, strict=True)
+        ]
 
     def _held(
         self, conn: Connection, items: Sequence[tuple[int, str]]

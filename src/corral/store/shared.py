@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from sqlalchemy import and_, bindparam, select
 
 from corral.store.engine import Database
+from corral.store.prepared import Prepared
 from corral.store.tables import attempts, jobs
 
 MAX_VALUES = 256
@@ -23,7 +24,7 @@ def shared_result(values: Mapping[str, str]) -> dict[str, dict[str, str]]:
 class Shared:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._of_run = (
+        self._of_run = Prepared(
             select(jobs.c.name, jobs.c.instance, attempts.c.result)
             .join(attempts, attempts.c.id == jobs.c.current_attempt_id)
             .where(
@@ -39,7 +40,7 @@ class Shared:
     def of_run(self, run_id: int) -> dict[str, dict[str, str]]:
         """Job label → its published values, for the run's passed jobs that published any."""
         with self.db.read() as conn:
-            rows = conn.execute(self._of_run, {"rid": run_id}).all()
+            rows = self._of_run.all(conn, {"rid": run_id})
         out: dict[str, dict[str, str]] = {}
         for name, instance, result in rows:
             values = result.get("shared") if isinstance(result, dict) else None

@@ -82,7 +82,14 @@ class Agent:
     def __init__(self, link: Link, options: AgentOptions) -> None:
         self.link = link
         self.options = options
-        self._lock = threading.Condition()
+        # One lock, and a condition for each kind of thread, so that an event wakes only the
+        # threads it concerns: a fleet holds hundreds of these threads, and waking every one of
+        # them at each job's end cost more CPU than the jobs.
+        self._mutex = threading.Lock()
+        self._lock = threading.Condition(self._mutex)  # room for more log bytes
+        self._work = threading.Condition(self._mutex)  # a lease is waiting for a slot
+        self._wants = threading.Condition(self._mutex)  # the leaser may want more leases
+        self._news = threading.Condition(self._mutex)  # the reporter has something to send
         self._slots: dict[int, Slot] = {}  # every lease held: waiting or running
         self._waiting: deque[Slot] = deque()
         self._running = 0
@@ -124,7 +131,7 @@ class Agent:
             if self._draining:
                 return
             self._draining = True
-            self._lock.notify_all()
+            self._wake_all()
         try:
             self.link.drain()
         except Exception as exc:  # the coordinator may be away; draining goes on locally
@@ -139,7 +146,7 @@ class Agent:
             self._stopping = True
             slots = list(self._slots.values())
             self._release_waiting()
-            self._lock.notify_all()
+            self._wake_all()
         self.link.interrupt()
         for slot in slots:
             slot.stop_reason = reason
@@ -182,7 +189,7 @@ class Agent:
                 # with extra leases held, refill only below half of them: one lease request
                 # for several jobs instead of one per job
                 while not self._draining and len(self._slots) > self._refill_below():
-                    self._lock.wait()
+                    self._wants.wait()
                 if self._draining:
                     return
                 want = self.options.slots + self._prefetch() - len(self._slots)
@@ -206,13 +213,13 @@ class Agent:
                 if self._draining:
                     # leased while a drain began: give them straight back
                     self._pending.released.extend((x.attempt_id, x.token) for x in leases)
-                    self._lock.notify_all()
+                    self._wake_all()
                     return
                 for lease in leases:
                     slot = Slot(lease)
                     self._slots[lease.attempt_id] = slot
                     self._waiting.append(slot)
-                self._lock.notify_all()
+                self._work.notify(len(leases))
 
     def _release_waiting(self) -> None:
         """Give back leases not yet started (caller holds the lock)."""
@@ -225,12 +232,12 @@ class Agent:
         while True:
             with self._lock:
                 while not self._waiting and not self._draining:
-                    self._lock.wait()
+                    self._work.wait()
                 if self._draining and not self._waiting:
                     return
                 if self._draining:
                     self._release_waiting()
-                    self._lock.notify_all()
+                    self._wake_all()
                     return
                 slot = self._waiting.popleft()
                 self._running += 1
@@ -242,7 +249,7 @@ class Agent:
                     if not slot.done:
                         slot.done = True
                         self._running -= 1
-                    self._lock.notify_all()
+                    self._slot_freed()
 
     def _run_slot(self, slot: Slot) -> None:
         lease = slot.lease
@@ -274,7 +281,7 @@ class Agent:
                 self._slots.pop(lease.attempt_id, None)
                 slot.done = True
                 self._running -= 1
-                self._lock.notify_all()
+                self._wake_all()
             self._maybe_done()
             return
         outcome = result.outcome if result.outcome != "canceled" else "failed"
@@ -431,7 +438,7 @@ class Agent:
             if not slot.done:
                 slot.done = True
                 self._running -= 1
-            self._lock.notify_all()
+            self._slot_freed()
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -447,10 +454,10 @@ class Agent:
                     and self._pending_log_bytes < REPORT_LOG_BYTES
                     and timeout > 0
                 ):
-                    self._lock.wait(timeout)
+                    self._news.wait(timeout)
                 if self._pending.finished and self._prefetch() and self._running:
                     # a stream of short jobs: let a few more ends join this report
-                    self._lock.wait(COALESCE_ENDS)
+                    self._news.wait(COALESCE_ENDS)
                 now = time.monotonic()
                 batch, self._pending = self._pending, Batch()
                 self._split_logs(batch)
@@ -532,7 +539,17 @@ class Agent:
 
     def _maybe_done(self) -> None:
         with self._lock:
-            self._lock.notify_all()
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        """Every thread looks again (a drain or a stop; the caller holds the lock)."""
+        for cond in (self._lock, self._work, self._wants, self._news):
+            cond.notify_all()
+
+    def _slot_freed(self) -> None:
+        """A job ended or left its slot: the reporter has its end, the leaser may refill."""
+        self._news.notify()
+        self._wants.notify()
 
 
 def _hooks(data: AttemptData | None) -> dict[str, Any]:
