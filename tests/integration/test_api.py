@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from corral.app import create_app
 from corral.auth import Principal
 from corral.coordinator import Coordinator
+from corral.domain.models import Report
 from corral.store.tables import attempts, jobs, log_chunks, runs, tokens, workers
 
 with warnings.catch_warnings():
@@ -321,3 +322,29 @@ def test_openapi_schema_is_served(client: TestClient) -> None:
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/runs" in schema["paths"]
     assert "/api/v1/workers/lease" in schema["paths"]
+
+
+def test_a_log_long_poll_sees_a_change_made_just_after_it_looked(
+    client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str, monkeypatch: Any
+) -> None:
+    w = join(coord, admin, "w0")
+    run = coord.submit(admin, spec({"x": {"command": "true"}}))
+    (lease,) = coord.lease(w.id, 5)
+    real_log = coord.log
+    looks = {"n": 0}
+
+    def log(*args: Any) -> Any:
+        found = real_log(*args)
+        looks["n"] += 1
+        if looks["n"] == 1:
+            # the job ends between this look and the wait that follows it
+            report = Report(lease.attempt_id, lease.token, "passed", 0, "", time.time())
+            coord.report(w.id, finished=[report])
+        return found
+
+    monkeypatch.setattr(coord, "log", log)
+    started = time.monotonic()
+    r = client.get(f"/api/v1/runs/{run.id}/jobs/x/log?wait=30", headers=auth(admin_secret))
+    assert r.status_code == 200 and r.json()["ended"]
+    # not the end of a 1 s wait slice, nor of the 30 s wait
+    assert time.monotonic() - started < 0.9

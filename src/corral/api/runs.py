@@ -129,12 +129,11 @@ async def get_log(
     """Log chunks after `after`; with `wait`, hang until there are some or the job has ended."""
     coord = coordinator(request)
     deadline = time.monotonic() + wait
+    topic, version = "", 0
     while True:
         run, job, att, chunks = await run_in_threadpool(
             coord.log, who, ref, label, attempt, after, limit
         )
-        topic = events.attempt_topic(att.id) if att else events.run_topic(run.id)
-        att_topic_version = coord.hub.version(topic)
         left = deadline - time.monotonic()
         # ended: nothing more will come for this attempt (or for a job that never ran)
         ended = att.ended_at is not None if att else job.state.ended
@@ -149,4 +148,11 @@ async def get_log(
                 "ended": ended and len(chunks) < limit,
             }
         # wake on new chunks of this attempt, or on a change of the run (a new attempt)
-        await coord.hub.wait_async(topic, att_topic_version, min(left, 1.0))
+        watch = events.attempt_topic(att.id) if att else events.run_topic(run.id)
+        if watch != topic:
+            # a version read after the state it guards could miss a change in between: read
+            # the topic's version now, then look once more before waiting
+            topic, version = watch, coord.hub.version(watch)
+            continue
+        await coord.hub.wait_async(topic, version, min(left, 1.0))
+        version = coord.hub.version(topic)
