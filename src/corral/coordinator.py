@@ -264,8 +264,10 @@ class Coordinator:
         needs_workers = any(j.fanout == "each" for j in spec.jobs)
         workers = self.store.workers.list() if needs_workers else []
         placements = expand(spec, workers)
-        run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
-        self._queue_grew(spec.jobs, events.run_topic(run.id))
+        # the leasers are woken while the run's commit is synced; it is durable on return
+        with self.store.db.sync_after():
+            run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
+            self._queue_grew(spec.jobs, events.run_topic(run.id))
         return run
 
     def _queue_grew(self, jobs: Sequence[JobSpec], *topics: str) -> None:

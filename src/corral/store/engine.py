@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql.elements import ColumnElement
 
 from corral.errors import ConfigError
+from corral.store.wal_sync import WalFile
 
 
 def normalize_url(url: str) -> str:
@@ -41,6 +42,11 @@ class Database:
         # cheaper and fairer than letting them spin on SQLITE_BUSY.
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._writer: Connection | None = None
+        self._wal: WalFile | None = None
+        database = parsed.database if self.is_sqlite else None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            self._wal = WalFile(database)
+        self._deferring = threading.local()  # this thread's `sync_after` depth and debt
         self.engine = self._create()
 
     def _create(self) -> Engine:
@@ -90,17 +96,46 @@ class Database:
                     self._writer = self.engine.connect().execution_options(corral_write=True)
                 conn = self._writer
                 raw: Any = conn.connection.driver_connection
-                if not durable:
+                deferred = durable and self._wal is not None and self._deferring_now()
+                if not durable or deferred:
                     raw.execute("PRAGMA synchronous=NORMAL")
                 try:
                     with _sqlite_transaction(conn, raw, "BEGIN IMMEDIATE"):
                         yield conn
+                    if deferred:
+                        self._deferring.owed = True
                 finally:
-                    if not durable:
+                    if not durable or deferred:
                         raw.execute("PRAGMA synchronous=FULL")
         else:
             with self.engine.begin() as conn:
                 yield conn
+
+    @contextlib.contextmanager
+    def sync_after(self) -> Iterator[None]:
+        """Durable writes of this thread inside the block commit without their fsync, which
+        is made once when the block ends, after the write lock is let go (so another writer
+        can go on meanwhile): what the block did after its writes, such as waking the
+        leasers, happens while the log is synced. Only SQLite files; elsewhere a no-op.
+
+        A commit inside is visible to other connections before it is synced: a leaser may
+        take the new job at once. The caller answers only after the block, so no one outside
+        is told of a write that the power could still take back."""
+        if self._wal is None:
+            yield
+            return
+        depth = getattr(self._deferring, "depth", 0)
+        self._deferring.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._deferring.depth = depth
+            if depth == 0 and getattr(self._deferring, "owed", False):
+                self._deferring.owed = False
+                self._wal.sync()
+
+    def _deferring_now(self) -> bool:
+        return getattr(self._deferring, "depth", 0) > 0
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -122,6 +157,8 @@ class Database:
                 if self._writer is not None:
                     self._writer.close()
                     self._writer = None
+        if self._wal is not None:
+            self._wal.close()
         self.engine.dispose()
 
 
