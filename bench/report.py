@@ -80,7 +80,7 @@ EXTRA = [
         "W7 — one job writing {w7_mib:,} MiB to stdout (log cap raised to fit), "
         "submit → run ended with every byte stored",
         "w7:corral",
-        [("w7:corral", "corral"), ("w7:cat", "floor: same bytes | cat > /dev/null")],
+        [("w7:corral", "corral"), ("w7:cat", "floor: same bytes, cat > /dev/null")],
         [
             ("w7_mb_per_s", "MB/s", True),
             ("w7_rss_server_mb", "server peak RSS MB (its local worker is in it)", False),
