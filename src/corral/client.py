@@ -9,6 +9,7 @@ import random
 import secrets
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -96,20 +97,39 @@ class Http:
         self.fast: JsonConnections | None = None
         if transport is None:
             self.fast = JsonConnections(self.url, verify, dict(headers), timeout)
-            # small requests must not sit in Nagle's buffer waiting for a delayed ACK (40 ms)
-            transport = httpx.HTTPTransport(
-                verify=verify, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-            )
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            transport=transport,
-        )
+        self._verify = verify
+        self._transport = transport
+        self._headers = headers
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        """The httpx client for object streams (and everything, with a caller's transport):
+        made on first use, since making one costs two TLS contexts, about 50 ms, even for a
+        plain http:// server, and most commands never stream an object."""
+        with self._lock:
+            if self._http is None:
+                transport = self._transport or httpx.HTTPTransport(
+                    verify=self._verify,
+                    # small requests must not sit in Nagle's buffer for a delayed ACK (40 ms)
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                )
+                self._http = httpx.Client(
+                    base_url=self.url,
+                    headers=self._headers,
+                    timeout=httpx.Timeout(self._timeout, connect=5.0),
+                    transport=transport,
+                )
+            return self._http
 
     def set_token(self, token: str) -> None:
         self.token = token
-        self.http.headers["authorization"] = f"Bearer {token}"
+        with self._lock:
+            self._headers["authorization"] = f"Bearer {token}"
+            if self._http is not None:
+                self._http.headers["authorization"] = f"Bearer {token}"
         if self.fast is not None:
             self.fast.headers["authorization"] = f"Bearer {token}"
 
@@ -162,7 +182,10 @@ class Http:
         return self.http.request(method, path, json=body, params=params, **kwargs)
 
     def close(self) -> None:
-        self.http.close()
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
         if self.fast is not None:
             self.fast.close()
 

@@ -138,3 +138,16 @@ def test_a_silent_server_times_out() -> None:
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError, match="not an http"):
         _conns("ftp://example.org/")
+
+
+def test_a_client_makes_its_httpx_client_only_when_a_stream_needs_it(server: str) -> None:
+    from corral.client import Http
+
+    http = Http(server, "t0k")
+    assert http.request("GET", "/x")["auth"] == "Bearer t0k"  # the light path
+    assert http._http is None  # no TLS contexts made for a plain JSON request
+    http.set_token("n3w")
+    assert http.http.headers["authorization"] == "Bearer n3w"  # made now, with the new token
+    assert http.http is http.http
+    http.close()
+    assert http._http is None

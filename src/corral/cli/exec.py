@@ -130,10 +130,9 @@ def exec_cmd(
     views = client.run(run["id"])["jobs"]
     width = max(len(_host(j)) for j in views)
     printer = Printer(width)
+    # one client for all: its small requests keep a connection per thread anyway
     threads = [
-        threading.Thread(
-            target=_follow, args=(make_client(**conn), run["id"], j, printer), daemon=True
-        )
+        threading.Thread(target=_follow, args=(client, run["id"], j, printer), daemon=True)
         for j in views
     ]
     for t in threads:
@@ -217,7 +216,6 @@ def _follow(client: Client, run_id: int, job: Mapping[str, Any], printer: Printe
         for stream, rest in partial.items():
             if rest:
                 printer.lines(host, rest, sys.stderr if stream == "stderr" else sys.stdout)
-        client.close()
 
 
 def summary_table(jobs: Sequence[Mapping[str, Any]]) -> Table:
