@@ -267,7 +267,7 @@ class Leases:
         each worker's list, or NotFound for a worker that is not there."""
         out: list[list[Lease] | NotFound] = [[] for _ in asks]
         todo = [i for i, (_, n) in enumerate(asks) if n > 0]
-        idle = [i for i in todo if self._idle_lately(asks[i][0])]
+        idle = {i for i in todo if self._idle_lately(asks[i][0])}
         if idle:
             # an idle worker asks often: answer "nothing" from a read, without the write lock
             # (a write each second keeps its last_seen)
@@ -278,10 +278,15 @@ class Leases:
             return out
         with self.db.write(durable=False) as conn:
             now = self.db.now(conn)
+            # once for the whole batch: leasing changes no run's schedule or limits
+            live = self._fleet_live.one(conn)
+            fleet, limited = bool(live[0]), bool(live[1])
+            self.host_schedules_live = fleet
+            self.parallel_limits_live = limited
             fresh: set[int] = set()
             for i in todo:
                 worker_id, max_jobs = asks[i]
-                out[i] = self._lease_in(conn, now, worker_id, max_jobs, ttl, fresh)
+                out[i] = self._lease_in(conn, now, worker_id, max_jobs, ttl, fleet, limited, fresh)
             if fresh:
                 # once, at the end, in id order: the runs' row locks in the order finish takes them
                 mark_started(conn, self.db, fresh)
@@ -299,20 +304,18 @@ class Leases:
         worker_id: int,
         max_jobs: int,
         ttl: float,
+        fleet: bool,
+        limited: bool,
         fresh: set[int],
     ) -> list[Lease] | NotFound:
-        """One worker's leases inside the caller's transaction; adds the runs it starts to
-        `fresh`."""
+        """One worker's leases inside the caller's transaction (`fleet`, `limited`: whether a
+        live run has a host schedule, or a max_parallel); adds the runs it starts to `fresh`."""
         self._touched[worker_id] = time.monotonic()
         worker = self._worker.first(conn, {"wid": worker_id})
         if worker is None:
             return NotFound(f"no worker {worker_id}")
         if worker.draining:
             return []
-        live = self._fleet_live.one(conn)
-        fleet, limited = bool(live[0]), bool(live[1])
-        self.host_schedules_live = fleet
-        self.parallel_limits_live = limited
         picked = self._picks[fleet, limited].all(
             conn,
             {
