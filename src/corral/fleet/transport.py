@@ -24,6 +24,7 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 CONNECT_TIMEOUT = 10  # seconds ssh may take to connect
 HELLO_TIMEOUT = 30.0  # seconds for the host's Python to answer once connected
+TIDY_TIMEOUT = 2.0  # seconds a host may take to remove its kept directories when we leave
 # ssh notices a dead peer after about ALIVE_INTERVAL * ALIVE_COUNT seconds without an answer
 ALIVE_INTERVAL = 5
 ALIVE_COUNT = 3
@@ -166,7 +167,7 @@ class Transport:
         with self._lock:
             gw, self._gateway = self._gateway, None
         if gw is not None:
-            _exit_quietly(gw)
+            _exit_quietly(gw, tidy=True)
 
     # -- looking at it -----------------------------------------------------------------
 
@@ -304,11 +305,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def _exit_quietly(gw: Any) -> None:
+def _exit_quietly(gw: Any, tidy: bool = False) -> None:
+    if tidy:
+        with contextlib.suppress(Exception):  # the far side is gone already
+            # the host removes the working directories it kept for later jobs; a host that
+            # does not answer soon keeps a few empty ones rather than hold up a stop
+            channel = gw.remote_exec(JOB_CHANNEL)
+            channel.send(("close",))
+            channel.waitclose(TIDY_TIMEOUT)
     with contextlib.suppress(Exception):  # the far side is gone already
-        # the host removes the working directories it kept for later jobs
-        channel = gw.remote_exec(JOB_CHANNEL)
-        channel.send(("close",))
-        channel.waitclose(HELLO_TIMEOUT)
-    with contextlib.suppress(Exception):
         gw.exit()
