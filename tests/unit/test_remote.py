@@ -6,6 +6,7 @@ import inspect
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from corral.fleet import remote
@@ -62,34 +63,22 @@ class Channel:
             self.cond.notify_all()
 
 
+def _unwatched(_execution: Any) -> None:
+    """A job no one may kill (its channel is read by no one)."""
+
+
 def test_a_job_streams_output_and_publishes_shared_values() -> None:
     channel = Channel()
     remote.run_job(
         channel,
         {"command": 'echo out; echo "A=1" >> "$CORRAL_OUTPUT"; echo B=two >> "$CORRAL_OUTPUT"'},
+        _unwatched,
     )
     outs = "".join(m[3] for m in channel.sent if m[0] == "out")
     assert outs == "out\n"
     end = channel.sent[-1]
     assert end[0] == "end" and end[1]["outcome"] == "passed" and end[1]["exit_code"] == 0
     assert end[2] == {"A": "1", "B": "two"}
-
-
-def test_a_closed_channel_kills_the_job() -> None:
-    channel = Channel()
-    threading.Timer(0.3, channel.close).start()
-    remote.run_job(channel, {"command": "sleep 30", "grace": 0.1})
-    end = channel.sent[-1]
-    assert end[1]["outcome"] == "canceled"
-    assert "the connection to the coordinator dropped" in end[1]["reason"]
-    assert end[1]["finished_at"] - end[1]["started_at"] < 10
-
-
-def test_a_kill_message_names_its_reason() -> None:
-    channel = Channel()
-    threading.Timer(0.3, channel.put, args=(("kill", "canceled by admin"),)).start()
-    remote.run_job(channel, {"command": "sleep 30", "grace": 0.1})
-    assert "canceled by admin" in channel.sent[-1][1]["reason"]
 
 
 def test_jobs_on_a_host_reuse_working_directories_until_the_connection_closes(
@@ -99,7 +88,7 @@ def test_jobs_on_a_host_reuse_working_directories_until_the_connection_closes(
     homes = []
     for _ in range(2):
         channel = Channel()
-        remote.run_job(channel, {"command": 'echo "$HOME"'})
+        remote.run_job(channel, {"command": 'echo "$HOME"'}, _unwatched)
         homes.append("".join(m[3] for m in channel.sent if m[0] == "out").strip())
     assert homes[0] == homes[1]  # left as made: handed to the next job
     assert os.path.isdir(homes[0])
@@ -115,3 +104,89 @@ def test_a_job_channel_finds_the_remote_module_among_the_shipped_ones() -> None:
     shipped = transport._shipped()
     assert list(shipped)[-1] == remote.__name__  # after the executor it imports
     assert transport.JOB_CHANNEL.startswith(f"from {remote.__name__} import serve")
+
+
+def _ends(channel: Channel) -> list[tuple[Any, ...]]:
+    return [m for m in channel.sent if m[0] == "end"]
+
+
+def _serve_jobs(channel: Channel) -> threading.Thread:
+    thread = threading.Thread(target=remote.serve_jobs, args=(channel,), daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_for_ends(channel: Channel, n: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(_ends(channel)) < n:
+        assert time.monotonic() < deadline, channel.sent
+        time.sleep(0.01)
+
+
+def test_a_kept_channel_runs_jobs_one_after_another() -> None:
+    channel = Channel()
+    thread = _serve_jobs(channel)
+    channel.put(("run", 1, {"command": "echo one"}))
+    channel.put(("run", 2, {"command": 'echo two; echo K=2 >> "$CORRAL_OUTPUT"'}))
+    _wait_for_ends(channel, 2)
+    outs = [m[3] for m in channel.sent if m[0] == "out"]
+    assert outs == ["one\n", "two\n"]
+    first, second = _ends(channel)
+    assert first[1]["outcome"] == second[1]["outcome"] == "passed"
+    assert first[2] == {} and second[2] == {"K": "2"}
+    channel.close()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_kill_stops_only_the_job_it_names() -> None:
+    channel = Channel()
+    _serve_jobs(channel)
+    channel.put(("run", 1, {"command": "true"}))
+    _wait_for_ends(channel, 1)
+    # a kill for job 1 that crossed its end: job 2 runs on regardless
+    channel.put(("kill", 1, "too late"))
+    channel.put(("run", 2, {"command": "echo fine"}))
+    _wait_for_ends(channel, 2)
+    assert _ends(channel)[1][1]["outcome"] == "passed"
+    # a kill sent right behind its job, before the job is under way, still stops it
+    channel.put(("run", 3, {"command": "sleep 30", "grace": 0.1}))
+    channel.put(("kill", 3, "canceled by admin"))
+    _wait_for_ends(channel, 3)
+    third = _ends(channel)[2][1]
+    assert third["outcome"] == "canceled" and "canceled by admin" in third["reason"]
+    assert third["finished_at"] - third["started_at"] < 10
+    channel.close()
+
+
+def test_closing_a_kept_channel_kills_its_job() -> None:
+    channel = Channel()
+    thread = _serve_jobs(channel)
+    channel.put(("run", 1, {"command": "sleep 30", "grace": 0.1}))
+    time.sleep(0.3)
+    channel.close()
+    _wait_for_ends(channel, 1)
+    end = _ends(channel)[0][1]
+    assert end["outcome"] == "canceled"
+    assert "the connection to the coordinator dropped" in end["reason"]
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_output_files_are_made_only_by_jobs_and_go_with_the_connection(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(remote, "_outputs", [])
+    channel = Channel()
+    remote.run_job(
+        channel, {"command": 'echo "$CORRAL_OUTPUT"; test ! -e "$CORRAL_OUTPUT"'}, _unwatched
+    )
+    path = "".join(m[3] for m in channel.sent if m[0] == "out").strip()
+    assert channel.sent[-1][1]["outcome"] == "passed"  # not there until the job writes it
+    directory = os.path.dirname(path)
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    assert os.listdir(directory) == []  # read and removed after the job
+    closing = Channel()
+    closing.put(("close",))
+    remote.serve(closing)
+    assert not os.path.exists(directory)

@@ -2,22 +2,27 @@
 
 Shipped with `gateway.remote_exec(this module)`; nothing is installed on the host. The first
 channel of a connection brings the executor's source, and this module's own, and keeps them in
-the remote interpreter's `sys.modules`; each job then gets a channel of its own that imports
-it from there. The job dies with its channel: when the channel or the whole connection goes,
-its process group is killed. Working directories left as made are kept for the next jobs of
-the connection and removed when it closes.
+the remote interpreter's `sys.modules`. Jobs then run on job channels that import it from
+there; the coordinator keeps each such channel for its next job, one job at a time, since
+opening a channel costs the host a thread and a compile. A job dies with its channel: when the
+channel or the whole connection goes, its process group is killed. Working directories left
+as made are kept for the next jobs of the connection and removed when it closes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import platform
+import queue
+import shutil
 import sys
 import tempfile
 import threading
 import time
 import types
+from collections.abc import Callable
 from typing import Any
 
 EXECUTOR = "corral.worker.executor"
@@ -61,24 +66,50 @@ def parse_shared(text: str) -> dict[str, str]:
 
 
 _kept: list[Any] = []  # the connection's Workdirs: directories left as made, for the next jobs
+_outputs: list[str] = []  # the connection's private directory for the jobs' $CORRAL_OUTPUT
+_lock = threading.Lock()
+_numbers = itertools.count(1)
 
 
 def workdirs() -> Any:
     from corral.worker.workdirs import Workdirs  # shipped by install()
 
-    if not _kept:
-        _kept.append(Workdirs())
-    return _kept[0]
+    with _lock:
+        if not _kept:
+            _kept.append(Workdirs())
+        return _kept[0]
 
 
-def run_job(channel: Any, spec: dict[str, Any]) -> None:
-    """Run one job; stream ("out", stream, ts, data), end with ("end", result, shared)."""
+def output_path() -> str:
+    """A fresh name for a job's $CORRAL_OUTPUT, not created: the job makes it if it writes to
+    it. In a directory of this connection's own (0700), so no one else can put a file there."""
+    with _lock:
+        if not _outputs:
+            _outputs.append(tempfile.mkdtemp(prefix="corral-outputs-"))
+        return os.path.join(_outputs[0], str(next(_numbers)))
+
+
+def close() -> None:
+    """The connection is closing: remove what it kept on the host."""
+    with _lock:
+        kept, _kept[:] = list(_kept), []
+        outputs, _outputs[:] = list(_outputs), []
+    for w in kept:
+        w.close()
+    for path in outputs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_job(channel: Any, spec: dict[str, Any], attach: Callable[[Any], None]) -> None:
+    """Run one job; stream ("out", stream, ts, data), end with ("end", result, shared).
+
+    `attach(execution)` is called before it starts, so that whoever reads the channel can
+    kill it."""
     from corral.worker.executor import ExecSpec, Execution  # shipped by install()
 
-    fd, output_path = tempfile.mkstemp(prefix="corral-output-")
-    os.close(fd)
+    output = output_path()
     env = dict(spec.get("env") or {})
-    env["CORRAL_OUTPUT"] = output_path
+    env["CORRAL_OUTPUT"] = output
     argv = spec.get("argv")
     execution = Execution(
         ExecSpec(
@@ -94,32 +125,17 @@ def run_job(channel: Any, spec: dict[str, Any]) -> None:
         ),
         lambda c: _send(channel, ("out", c.stream, c.ts, c.data)),
     )
-
-    def watch() -> None:
-        # the coordinator's word, or the end of the channel (it hung up, or the connection
-        # dropped): either way the job must not outlive it
-        reason = "the connection to the coordinator dropped"
-        try:
-            while True:
-                message = channel.receive()
-                if isinstance(message, tuple) and message and message[0] == "kill":
-                    reason = str(message[1])
-                    break
-        except Exception:
-            pass
-        execution.kill(reason)
-
-    threading.Thread(target=watch, name="corral-watch", daemon=True).start()
+    attach(execution)
     try:
         result = execution.run()
         try:
-            with open(output_path, encoding="utf-8", errors="replace") as f:
+            with open(output, encoding="utf-8", errors="replace") as f:
                 shared = parse_shared(f.read(MAX_SHARED))
         except OSError:
-            shared = {}
+            shared = {}  # the job wrote none
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(output_path)
+            os.unlink(output)
     _send(
         channel,
         (
@@ -144,18 +160,83 @@ def _send(channel: Any, message: tuple[Any, ...]) -> None:
         channel.send(message)
 
 
+class _Current:
+    """The job a kept channel runs now, by number: a kill names the job it is for, so one
+    that crosses the job's end is not taken for the next job's."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.number = 0
+        self.execution: Any = None
+        self.early: dict[int, str] = {}  # kills that came before their job was under way
+        self.gone = ""  # the channel ended: every job from now on is killed at once
+
+    def attach(self, number: int, execution: Any) -> None:
+        with self.lock:
+            self.number, self.execution = number, execution
+            reason = self.early.pop(number, "") or self.gone
+            # numbers only grow: a kill for an earlier job came after that job's end
+            self.early = {n: r for n, r in self.early.items() if n > number}
+        if reason:
+            execution.kill(reason)
+
+    def kill(self, number: int, reason: str) -> None:
+        with self.lock:
+            execution = self.execution if number == self.number else None
+            if number > self.number:
+                self.early[number] = reason
+        if execution is not None:
+            execution.kill(reason)
+
+    def end(self, reason: str) -> None:
+        with self.lock:
+            self.gone = reason
+            execution = self.execution
+        if execution is not None:
+            execution.kill(reason)
+
+
+def serve_jobs(channel: Any) -> None:
+    """A kept channel: ("run", number, spec) one after another, each answered as `run_job`
+    does; ("kill", number, reason) stops that job if it is the one running."""
+    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    current = _Current()
+
+    def read() -> None:
+        try:
+            while True:
+                message = channel.receive()
+                if message[0] == "run":
+                    jobs.put((message[1], message[2]))
+                elif message[0] == "kill":
+                    current.kill(message[1], str(message[2]))
+        except Exception:
+            pass  # the coordinator closed the channel, or the connection dropped
+        current.end("the connection to the coordinator dropped")
+        jobs.put(None)
+
+    threading.Thread(target=read, name="corral-channel", daemon=True).start()
+    while (job := jobs.get()) is not None:
+        number, spec = job
+
+        def attach(execution: Any, number: int = int(number)) -> None:
+            current.attach(number, execution)
+
+        run_job(channel, spec, attach)
+
+
 def serve(channel: Any) -> None:
     message = channel.receive()
     if message[0] == "install":
         started = time.monotonic()
         install(message[1])
         channel.send(("ready", about(), time.monotonic() - started))
-    elif message[0] == "run":
-        run_job(channel, message[1])
+    elif message[0] == "jobs":
+        serve_jobs(channel)
     elif message[0] == "ping":
         channel.send(("pong", about()))
-    elif message[0] == "close" and _kept:
-        _kept[0].close()
+    elif message[0] == "close":
+        close()
 
 
 if __name__ == "__channelexec__":

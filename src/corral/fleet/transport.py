@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import logging
 import threading
 import time
@@ -71,6 +72,8 @@ def ssh_spec(host: Host, ssh_config: str = "") -> str:
 # A job's channel once the connection is set up: `remote` is already in the host's interpreter,
 # so the job costs no source to send and compile (about 2 ms a job against shipping the module)
 JOB_CHANNEL = f"from {remote.__name__} import serve\nserve(channel)"
+# Job channels kept open for later jobs, per host (the host's slots, at most, are busy at once)
+KEEP_CHANNELS = 16
 
 
 def _shipped() -> dict[str, str]:
@@ -97,6 +100,8 @@ class Transport:
         self._error = ""
         self._about: dict[str, Any] = {}
         self._latency: float | None = None
+        self._idle: list[tuple[Any, Any]] = []  # (gateway, job channel) free for the next job
+        self._numbers = itertools.count(1)  # the jobs sent on this host's channels
 
     # -- the gateway -------------------------------------------------------------------
 
@@ -139,6 +144,31 @@ class Transport:
         )
         return gw
 
+    def job_channel(self) -> tuple[Any, Any, int]:
+        """A job channel (a kept one, or a new one), its gateway, and a number for the job.
+
+        Opening a channel costs the host a thread and a compile, a millisecond of its CPU a
+        job; a kept channel runs the next job for a message."""
+        gw = self.gateway()
+        with self._lock:
+            while self._idle:
+                owner, channel = self._idle.pop()
+                if owner is gw and not channel.isclosed():
+                    return gw, channel, next(self._numbers)
+            number = next(self._numbers)
+        channel = gw.remote_exec(JOB_CHANNEL)
+        channel.send(("jobs",))
+        return gw, channel, number
+
+    def keep(self, gw: Any, channel: Any) -> None:
+        """A job channel whose job has ended, back for the next job (or closed)."""
+        with self._lock:
+            if gw is self._gateway and len(self._idle) < KEEP_CHANNELS:
+                self._idle.append((gw, channel))
+                return
+        with contextlib.suppress(Exception):
+            channel.close()
+
     def backoff_left(self) -> float:
         """Seconds until the next try to connect is allowed (0 when connected or due)."""
         with self._lock:
@@ -152,6 +182,7 @@ class Transport:
 
     def _dropped_locked(self, why: str) -> None:
         gw, self._gateway = self._gateway, None
+        self._idle.clear()  # they go with their connection
         if gw is not None:
             threading.Thread(target=_exit_quietly, args=(gw,), daemon=True).start()
         self._failed_locked(why)
@@ -166,6 +197,7 @@ class Transport:
     def close(self) -> None:
         with self._lock:
             gw, self._gateway = self._gateway, None
+            self._idle.clear()
         if gw is not None:
             _exit_quietly(gw, tidy=True)
 
@@ -226,17 +258,19 @@ class RemoteExecution:
         self.shared: dict[str, str] = {}
         self._lock = threading.Lock()
         self._channel: Any = None
+        self._number = 0
         self._kill: str | None = None
 
     def kill(self, reason: str = "killed") -> None:
         with self._lock:
             if self._kill is None:
                 self._kill = reason
-            channel = self._channel
+            channel, number = self._channel, self._number
         if channel is not None:
-            # already closed: the job ended or the connection went
+            # by number: if this job has just ended, the host's next job on the channel
+            # ignores it; already closed: the connection went
             with contextlib.suppress(Exception):
-                channel.send(("kill", reason))
+                channel.send(("kill", number, reason))
 
     def run(self) -> ExecResult:
         started = time.time()
@@ -245,25 +279,26 @@ class RemoteExecution:
             if self._kill is not None:
                 return _ended("failed", self._kill, started)
         try:
-            gw = self.transport.gateway()
-            channel = gw.remote_exec(JOB_CHANNEL)
+            gw, channel, number = self.transport.job_channel()
         except Unreachable as exc:
             return _ended("failed", str(exc), started)
         except Exception as exc:
             self.transport.dropped(_describe(exc))
             return _ended("failed", f"cannot start the job on {site}: {_describe(exc)}", started)
         with self._lock:
-            self._channel = channel
+            self._channel, self._number = channel, number
             kill = self._kill
+        ended = False
         try:
-            channel.send(("run", self.spec))
+            channel.send(("run", number, self.spec))
             if kill is not None:
-                channel.send(("kill", kill))
+                channel.send(("kill", number, kill))
             while True:
                 message = channel.receive()
                 if message[0] == "out":
                     self.on_output(Chunk(message[1], message[2], message[3]))
                 elif message[0] == "end":
+                    ended = True
                     self.shared = dict(message[2])
                     r = message[1]
                     return ExecResult(
@@ -288,8 +323,11 @@ class RemoteExecution:
         finally:
             with self._lock:
                 self._channel = None
-            with contextlib.suppress(Exception):  # a channel of a connection that is gone
-                channel.close()
+            if ended:
+                self.transport.keep(gw, channel)
+            else:
+                with contextlib.suppress(Exception):  # a channel of a connection that is gone
+                    channel.close()
 
 
 def _ended(outcome: str, reason: str, started: float) -> ExecResult:
