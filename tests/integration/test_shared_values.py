@@ -63,3 +63,23 @@ def test_a_failed_job_shares_nothing(coord: Coordinator, admin: Principal) -> No
     (lease,) = coord.lease(w.id, 1)
     coord.finish(w.id, [ended(lease, {"K": "v"}, "failed")])
     assert shared.of_run(run.id) == {}
+
+
+def test_a_lease_says_whether_its_run_holds_values_yet(
+    coord: Coordinator, admin: Principal
+) -> None:
+    w = join(coord, admin, "w1")
+    quiet = coord.submit(admin, spec({"a": {"command": "a"}, "b": {"command": "b"}}))
+    first, second = coord.lease(w.id, 2)
+    assert not first.run_shared and not second.run_shared
+    coord.finish(w.id, [Report(first.attempt_id, first.token, "passed", 0, "")])
+    coord.finish(w.id, [ended(second, {"K": "v"}, "failed")])  # a failure publishes nothing
+    run = coord.submit(
+        admin, spec({"a": {"command": "a"}, "b": {"command": "b"}}, schedule="sequential")
+    )
+    coord._found_empty.clear()
+    (a,) = coord.lease(w.id, 2)
+    assert not a.run_shared
+    coord.finish(w.id, [ended(a, {"K": "v"})])
+    (b,) = coord.lease(w.id, 2)
+    assert b.run_shared and b.run_id == run.id != quiet.id

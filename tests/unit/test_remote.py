@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
 import threading
@@ -76,9 +77,10 @@ def test_a_job_streams_output_and_publishes_shared_values() -> None:
     )
     outs = "".join(m[3] for m in channel.sent if m[0] == "out")
     assert outs == "out\n"
-    end = channel.sent[-1]
-    assert end[0] == "end" and end[1]["outcome"] == "passed" and end[1]["exit_code"] == 0
-    assert end[2] == {"A": "1", "B": "two"}
+    assert channel.sent[-1][0] == "end"
+    end = _decoded(channel.sent[-1])
+    assert end["result"]["outcome"] == "passed" and end["result"]["exit_code"] == 0
+    assert end["shared"] == {"A": "1", "B": "two"}
 
 
 def test_jobs_on_a_host_reuse_working_directories_until_the_connection_closes(
@@ -106,8 +108,13 @@ def test_a_job_channel_finds_the_remote_module_among_the_shipped_ones() -> None:
     assert transport.JOB_CHANNEL.startswith(f"from {remote.__name__} import serve")
 
 
-def _ends(channel: Channel) -> list[tuple[Any, ...]]:
-    return [m for m in channel.sent if m[0] == "end"]
+def _decoded(end: tuple[Any, ...]) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(end[1])
+    return decoded
+
+
+def _ends(channel: Channel) -> list[dict[str, Any]]:
+    return [_decoded(m) for m in channel.sent if m[0] == "end"]
 
 
 def _serve_jobs(channel: Channel) -> threading.Thread:
@@ -126,14 +133,14 @@ def _wait_for_ends(channel: Channel, n: int) -> None:
 def test_a_kept_channel_runs_jobs_one_after_another() -> None:
     channel = Channel()
     thread = _serve_jobs(channel)
-    channel.put(("run", 1, {"command": "echo one"}))
-    channel.put(("run", 2, {"command": 'echo two; echo K=2 >> "$CORRAL_OUTPUT"'}))
+    channel.put(("run", 1, json.dumps({"command": "echo one"})))
+    channel.put(("run", 2, json.dumps({"command": 'echo two; echo K=2 >> "$CORRAL_OUTPUT"'})))
     _wait_for_ends(channel, 2)
     outs = [m[3] for m in channel.sent if m[0] == "out"]
     assert outs == ["one\n", "two\n"]
     first, second = _ends(channel)
-    assert first[1]["outcome"] == second[1]["outcome"] == "passed"
-    assert first[2] == {} and second[2] == {"K": "2"}
+    assert first["result"]["outcome"] == second["result"]["outcome"] == "passed"
+    assert first["shared"] == {} and second["shared"] == {"K": "2"}
     channel.close()
     thread.join(5)
     assert not thread.is_alive()
@@ -142,18 +149,18 @@ def test_a_kept_channel_runs_jobs_one_after_another() -> None:
 def test_a_kill_stops_only_the_job_it_names() -> None:
     channel = Channel()
     _serve_jobs(channel)
-    channel.put(("run", 1, {"command": "true"}))
+    channel.put(("run", 1, json.dumps({"command": "true"})))
     _wait_for_ends(channel, 1)
     # a kill for job 1 that crossed its end: job 2 runs on regardless
     channel.put(("kill", 1, "too late"))
-    channel.put(("run", 2, {"command": "echo fine"}))
+    channel.put(("run", 2, json.dumps({"command": "echo fine"})))
     _wait_for_ends(channel, 2)
-    assert _ends(channel)[1][1]["outcome"] == "passed"
+    assert _ends(channel)[1]["result"]["outcome"] == "passed"
     # a kill sent right behind its job, before the job is under way, still stops it
-    channel.put(("run", 3, {"command": "sleep 30", "grace": 0.1}))
+    channel.put(("run", 3, json.dumps({"command": "sleep 30", "grace": 0.1})))
     channel.put(("kill", 3, "canceled by admin"))
     _wait_for_ends(channel, 3)
-    third = _ends(channel)[2][1]
+    third = _ends(channel)[2]["result"]
     assert third["outcome"] == "canceled" and "canceled by admin" in third["reason"]
     assert third["finished_at"] - third["started_at"] < 10
     channel.close()
@@ -162,11 +169,11 @@ def test_a_kill_stops_only_the_job_it_names() -> None:
 def test_closing_a_kept_channel_kills_its_job() -> None:
     channel = Channel()
     thread = _serve_jobs(channel)
-    channel.put(("run", 1, {"command": "sleep 30", "grace": 0.1}))
+    channel.put(("run", 1, json.dumps({"command": "sleep 30", "grace": 0.1})))
     time.sleep(0.3)
     channel.close()
     _wait_for_ends(channel, 1)
-    end = _ends(channel)[0][1]
+    end = _ends(channel)[0]["result"]
     assert end["outcome"] == "canceled"
     assert "the connection to the coordinator dropped" in end["reason"]
     thread.join(5)
@@ -182,7 +189,8 @@ def test_output_files_are_made_only_by_jobs_and_go_with_the_connection(
         channel, {"command": 'echo "$CORRAL_OUTPUT"; test ! -e "$CORRAL_OUTPUT"'}, _unwatched
     )
     path = "".join(m[3] for m in channel.sent if m[0] == "out").strip()
-    assert channel.sent[-1][1]["outcome"] == "passed"  # not there until the job writes it
+    # not there until the job writes it
+    assert _decoded(channel.sent[-1])["result"]["outcome"] == "passed"
     directory = os.path.dirname(path)
     assert os.stat(directory).st_mode & 0o777 == 0o700
     assert os.listdir(directory) == []  # read and removed after the job

@@ -121,6 +121,9 @@ class Lease:
     payload: Mapping[str, Any]
     timeout: float | None
     ttl: float
+    # a passed job of the run had published key/values when this was leased (fleet jobs
+    # read them then)
+    run_shared: bool = False
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,9 @@ class HostAgent(Agent):
         if payload.get("inputs") or payload.get("outputs") or payload.get("stdout"):
             raise ValueError("a fleet host cannot take inputs or keep outputs yet")
         env = dict(self.host.vars)
-        env.update(self.shared.env_for(lease.run_id, lease.instance))
+        if lease.run_shared:
+            # a read per job only for runs whose jobs publish values
+            env.update(self.shared.env_for(lease.run_id, lease.instance))
         env.update(payload.get("env") or {})
         # secrets as on any worker: the job's named ones in its env, the sudo password only
         # for its `sudo` (worker/askpass.py, on the host), all of them masked in its output

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import platform
 import queue
@@ -101,7 +102,8 @@ def close() -> None:
 
 
 def run_job(channel: Any, spec: dict[str, Any], attach: Callable[[Any], None]) -> None:
-    """Run one job; stream ("out", stream, ts, data), end with ("end", result, shared).
+    """Run one job; stream ("out", stream, ts, data), end with ("end", JSON of its result and
+    shared values) (JSON text: execnet's own encoding of a nested dict costs far more CPU).
 
     `attach(execution)` is called before it starts, so that whoever reads the channel can
     kill it."""
@@ -136,23 +138,17 @@ def run_job(channel: Any, spec: dict[str, Any], attach: Callable[[Any], None]) -
     finally:
         with contextlib.suppress(OSError):
             os.unlink(output)
-    _send(
-        channel,
-        (
-            "end",
-            {
-                "outcome": result.outcome,
-                "exit_code": result.exit_code,
-                "reason": result.reason,
-                "started_at": result.started_at,
-                "finished_at": result.finished_at,
-                "resources": dict(result.resources),
-                "output_bytes": result.output_bytes,
-                "truncated": result.truncated,
-            },
-            shared,
-        ),
-    )
+    result_json = {
+        "outcome": result.outcome,
+        "exit_code": result.exit_code,
+        "reason": result.reason,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "resources": dict(result.resources),
+        "output_bytes": result.output_bytes,
+        "truncated": result.truncated,
+    }
+    _send(channel, ("end", json.dumps({"result": result_json, "shared": shared})))
 
 
 def _send(channel: Any, message: tuple[Any, ...]) -> None:
@@ -197,8 +193,8 @@ class _Current:
 
 
 def serve_jobs(channel: Any) -> None:
-    """A kept channel: ("run", number, spec) one after another, each answered as `run_job`
-    does; ("kill", number, reason) stops that job if it is the one running."""
+    """A kept channel: ("run", number, spec as JSON) one after another, each answered as
+    `run_job` does; ("kill", number, reason) stops that job if it is the one running."""
     jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
     current = _Current()
 
@@ -207,7 +203,7 @@ def serve_jobs(channel: Any) -> None:
             while True:
                 message = channel.receive()
                 if message[0] == "run":
-                    jobs.put((message[1], message[2]))
+                    jobs.put((message[1], json.loads(message[2])))
                 elif message[0] == "kill":
                     current.kill(message[1], str(message[2]))
         except Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
+import json
 import logging
 import threading
 import time
@@ -290,7 +291,7 @@ class RemoteExecution:
             kill = self._kill
         ended = False
         try:
-            channel.send(("run", number, self.spec))
+            channel.send(("run", number, json.dumps(self.spec)))
             if kill is not None:
                 channel.send(("kill", number, kill))
             while True:
@@ -299,8 +300,9 @@ class RemoteExecution:
                     self.on_output(Chunk(message[1], message[2], message[3]))
                 elif message[0] == "end":
                     ended = True
-                    self.shared = dict(message[2])
-                    r = message[1]
+                    done = json.loads(message[1])
+                    self.shared = dict(done["shared"])
+                    r = done["result"]
                     return ExecResult(
                         outcome=r["outcome"],
                         exit_code=r["exit_code"],

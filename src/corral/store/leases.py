@@ -78,6 +78,11 @@ class Ended:
     not_before: float = 0.0  # a retry waiting out its back-off: leasable from then (store clock)
 
 
+def _publishes(result: Any) -> bool:
+    """Whether an attempt's result holds key/values for later jobs (store/shared.py)."""
+    return isinstance(result, dict) and bool(result.get("shared"))
+
+
 def backoff(tries: int, base: float) -> float:
     """Seconds before retry number `tries`: doubling from `base`, at most 5 minutes."""
     return float(min(base * 2 ** max(tries - 1, 0), 300.0))
@@ -134,6 +139,7 @@ class Leases:
                 jobs.c.attempts,
                 runs.c.name.label("run_name"),
                 runs.c.state.label("run_state"),
+                runs.c.shared.label("run_shared"),
             )
             .join(runs, runs.c.id == jobs.c.run_id)
             .where(
@@ -198,6 +204,11 @@ class Leases:
                 worker_name=bindparam("wname"),
                 reason="",
             )
+        )
+        self._mark_shared = Prepared(
+            update(runs)
+            .where(runs.c.id == bindparam("rid"), runs.c.shared.is_(False))
+            .values(shared=True)
         )
         self._seen = Prepared(
             update(workers).where(workers.c.id == bindparam("wid")).values(last_seen=now)
@@ -376,6 +387,7 @@ class Leases:
                 payload=r.payload,
                 timeout=r.timeout,
                 ttl=ttl,
+                run_shared=bool(r.run_shared),
             )
             for r, a, t in zip(picked, attempt_ids, tokens, strict=True)
         ]
@@ -462,6 +474,7 @@ class Leases:
             unblock: dict[int, set[str]] = defaultdict(set)
             seen: dict[int, Ended] = {}  # attempts this batch recorded
             kept: list[tuple[int, int, Sequence[tuple[str, str, int]]]] = []  # outputs
+            shared_runs: set[int] = set()  # runs a passed job published key/values in
             for rep in reports:
                 row = held.get(rep.attempt_id)
                 job = found.get(row.job_id) if row is not None else None
@@ -522,6 +535,8 @@ class Leases:
                 )
                 if rep.outputs:
                     kept.append((rep.attempt_id, job.run_id, rep.outputs))
+                if new is JobState.PASSED and _publishes(rep.result):
+                    shared_runs.add(job.run_id)
                 by_run[job.run_id].append((job.name, state, new))
                 if new.ended and job.needed:
                     unblock[job.run_id].add(job.name)
@@ -535,6 +550,8 @@ class Leases:
                 self._end_job.many(conn, job_updates)
                 self._end_attempt.many(conn, attempt_updates)
                 record_outputs(conn, self.db, kept)
+            for run_id in sorted(shared_runs):
+                self._mark_shared.execute(conn, {"rid": run_id})
             settled = {
                 run_id: settle(
                     conn, self.db, run_id, changes, unblock_names=unblock.get(run_id, set())

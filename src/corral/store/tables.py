@@ -101,6 +101,9 @@ runs = Table(
     Column("max_parallel", Integer, nullable=True),
     # this many failed jobs stop the run: its waiting jobs end canceled (None: never)
     Column("max_failures", Integer, nullable=True),
+    # a passed job of the run published key/values for later jobs: only then does a fleet
+    # job's lease look them up
+    Column("shared", Boolean, nullable=False, server_default=false()),
     Index(None, "project_id", "id"),
     Index(None, "name", "id"),
     # every lease asks whether a live run has a host schedule or a limit: few runs are live
