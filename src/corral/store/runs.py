@@ -60,6 +60,14 @@ _INSERT_RUN = Prepared(
 _INSERT_JOB = Prepared(
     insert(jobs).values({c: bindparam(c) for c in _JOB_COLUMNS}).returning(jobs.c.id)
 )
+_INSERT_SELECTOR = Prepared(
+    insert(job_selectors).values(job_id=bindparam("job_id"), pair=bindparam("pair"))
+)
+_INSERT_NEED = Prepared(
+    insert(job_needs).values(
+        job_id=bindparam("job_id"), run_id=bindparam("run_id"), need=bindparam("need")
+    )
+)
 _GET = Prepared(
     select(runs, projects.c.name.label("project"))
     .join(projects, projects.c.id == runs.c.project_id)
@@ -138,15 +146,13 @@ class Runs:
                 for jid, p in zip(ids, placements, strict=True)
                 for k, v in p.spec.selector.items()
             ]
-            if selector_rows:
-                conn.execute(insert(job_selectors), selector_rows)
+            _INSERT_SELECTOR.many(conn, selector_rows)
             need_rows = [
                 {"job_id": jid, "run_id": run_id, "need": need}
                 for jid, p in zip(ids, placements, strict=True)
                 for need in p.needs
             ]
-            if need_rows:
-                conn.execute(insert(job_needs), need_rows)
+            _INSERT_NEED.many(conn, need_rows)
         counts: dict[str, int] = {}
         for row in job_rows:
             counts[row["state"]] = counts.get(row["state"], 0) + 1
@@ -176,7 +182,10 @@ class Runs:
         row = _GET.first(conn, {"rid": run_id})
         if row is None:
             raise NotFound(f"no run {run_id}")
-        return rows.run(row, row.project, job_counts(conn, [run_id])[run_id])
+        return self._of_row(conn, row)
+
+    def _of_row(self, conn: Connection, row: Any) -> Run:
+        return rows.run(row, row.project, job_counts(conn, [row.id])[row.id])
 
     def state(self, run_id: int) -> RunState:
         """Just the run's state: cheap enough to ask on every wake-up of a waiter."""
@@ -190,7 +199,13 @@ class Runs:
         """A run by id, or the newest run of that name, among the projects a token may see."""
         with self.db.read() as conn:
             by_name = not ref.isdigit()
-            params: dict[str, Any] = {"name": ref} if by_name else {"rid": int(ref)}
+            if not by_name:
+                # by id: the run's own row says whose it is (one read, not two)
+                row = _GET.first(conn, {"rid": int(ref)})
+                if row is None or (project_ids is not None and row.project_id not in project_ids):
+                    raise NotFound(f"no run {ref!r}")
+                return self._of_row(conn, row)
+            params: dict[str, Any] = {"name": ref}
             if project_ids is not None:
                 params["pids"] = list(project_ids)
             run_id = _FIND[by_name, project_ids is not None].scalar(conn, params)
