@@ -1,0 +1,83 @@
+"""Kept job channels, over a real execnet gateway to a local interpreter (no SSH)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import execnet
+import pytest
+
+from corral.fleet import remote, transport
+from corral.fleet.inventory import Host
+from corral.worker.executor import Chunk
+
+
+@pytest.fixture
+def host() -> Iterator[transport.Transport]:
+    t = transport.Transport(Host(site="here", ssh="nobody@nowhere"))
+    gw = execnet.makegateway("popen//python=python3")
+    channel = gw.remote_exec(remote)
+    channel.send(("install", transport._shipped()))
+    channel.receive(30)
+    channel.waitclose(30)
+    t._gateway = gw  # connected as `gateway()` would have it
+    yield t
+    t.close()
+
+
+def _run(t: transport.Transport, command: str) -> tuple[Any, list[str]]:
+    out: list[str] = []
+    spec = {"command": command, "env": {}, "grace": 0.1}
+
+    def keep(chunk: Chunk) -> None:
+        out.append(chunk.data)
+
+    return transport.RemoteExecution(t, spec, keep).run(), out
+
+
+def test_jobs_on_a_host_take_turns_on_one_kept_channel(host: transport.Transport) -> None:
+    first, out1 = _run(host, "echo one")
+    assert first.outcome == "passed" and out1 == ["one\n"]
+    assert len(host._idle) == 1
+    kept = host._idle[0][1]
+    second, out2 = _run(host, "echo two")
+    assert second.outcome == "passed" and out2 == ["two\n"]
+    assert host._idle == [(host._gateway, kept)]  # the same channel, back again
+
+
+def test_a_late_kill_does_not_stop_the_next_job(host: transport.Transport) -> None:
+    import json
+
+    spec = {"command": "true", "env": {}, "grace": 0.1}
+    done = transport.RemoteExecution(host, spec, lambda c: None)
+    assert done.run().outcome == "passed"
+    channel = host._idle[0][1]
+    # the next job is under way when the kill of the one before, which crossed its end on
+    # the wire, comes in: it must run on
+    channel.send(("run", done._number + 1, json.dumps({"command": "sleep 0.3; echo fine"})))
+    channel.send(("kill", done._number, "too late"))
+    messages = []
+    while not messages or messages[-1][0] != "end":
+        messages.append(channel.receive(30))
+    end = json.loads(messages[-1][1])["result"]
+    assert end["outcome"] == "passed"
+    assert [m[3] for m in messages if m[0] == "out"] == ["fine\n"]
+
+
+def test_a_killed_job_ends_and_its_channel_serves_the_next(host: transport.Transport) -> None:
+    import threading
+
+    ex = transport.RemoteExecution(host, {"command": "sleep 30", "grace": 0.1}, lambda c: None)
+    threading.Timer(0.5, ex.kill, args=("canceled by admin",)).start()
+    result = ex.run()
+    assert result.outcome == "canceled" and "canceled by admin" in result.reason
+    again, out = _run(host, "echo next")
+    assert again.outcome == "passed" and out == ["next\n"]
+
+
+def test_a_dropped_connection_forgets_its_kept_channels(host: transport.Transport) -> None:
+    assert _run(host, "true")[0].outcome == "passed"
+    assert host._idle
+    host.dropped("test")
+    assert host._idle == []
