@@ -37,6 +37,7 @@ from corral.store.prepared import Prepared
 from corral.store.progress import Settled, mark_started, move, settle
 from corral.store.run_limits import parallel_rule, within_parallel
 from corral.store.schedules import HOST_SCHEDULES, LIVE_RUNS, one_per_host, schedule_rules
+from corral.store.shared import publishes
 from corral.store.tables import (
     ACTIVE_STATES,
     QUEUED,
@@ -76,11 +77,6 @@ class Ended:
     queued: tuple[int, ...] = ()  # jobs this one made ready (or a retry of itself)
     run_ended: bool = False  # this end was the run's last
     not_before: float = 0.0  # a retry waiting out its back-off: leasable from then (store clock)
-
-
-def _publishes(result: Any) -> bool:
-    """Whether an attempt's result holds key/values for later jobs (store/shared.py)."""
-    return isinstance(result, dict) and bool(result.get("shared"))
 
 
 def backoff(tries: int, base: float) -> float:
@@ -535,7 +531,7 @@ class Leases:
                 )
                 if rep.outputs:
                     kept.append((rep.attempt_id, job.run_id, rep.outputs))
-                if new is JobState.PASSED and _publishes(rep.result):
+                if new is JobState.PASSED and publishes(rep.result):
                     shared_runs.add(job.run_id)
                 by_run[job.run_id].append((job.name, state, new))
                 if new.ended and job.needed:

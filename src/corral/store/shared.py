@@ -21,6 +21,11 @@ def shared_result(values: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return {"shared": dict(list(values.items())[:MAX_VALUES])}
 
 
+def publishes(result: object) -> bool:
+    """Whether an attempt's result holds key/values for later jobs (see `shared_result`)."""
+    return isinstance(result, dict) and bool(result.get("shared"))
+
+
 class Shared:
     def __init__(self, db: Database) -> None:
         self.db = db
