@@ -545,6 +545,42 @@ class Coordinator:
             leases = self._lease_together((worker_id, max_jobs))
         else:
             leases = self.store.leases.lease(worker_id, max_jobs, self.lease_ttl)
+        return self._handed_out(worker_id, max_jobs, version, now, leases)
+
+    def lease_for(self, asks: Sequence[tuple[int, int]]) -> list[list[Lease] | Exception]:
+        """Leases for several in-process workers at once, (worker, max jobs) each, in one
+        store transaction: each worker's leases, or the error for that worker alone."""
+        if time.time() >= self._retry_due:
+            self._retry_due = math.inf
+            self.hub.notify(events.QUEUE)
+        now = time.monotonic()
+        version = self.hub.version(events.QUEUE)
+        out: list[list[Lease] | Exception] = [[] for _ in asks]
+        todo = []
+        for i, (worker_id, _) in enumerate(asks):
+            empty = self._found_empty.get(worker_id)
+            if empty is not None and empty[0] == version and now - empty[1] < RECHECK_EMPTY:
+                continue  # as in `lease`: nothing new for this worker since it came back short
+            todo.append(i)
+        if not todo:
+            return out
+        found = self.store.leases.lease_many([asks[i] for i in todo], self.lease_ttl)
+        for i, got in zip(todo, found, strict=True):
+            worker_id, max_jobs = asks[i]
+            try:
+                if isinstance(got, Exception):
+                    raise got
+                out[i] = self._handed_out(worker_id, max_jobs, version, now, got)
+            except Exception as exc:
+                out[i] = exc
+        return out
+
+    def _handed_out(
+        self, worker_id: int, max_jobs: int, version: int, now: float, leases: list[Lease]
+    ) -> list[Lease]:
+        """Leases just made, ready for their worker: where a task's code is, inputs resolved,
+        secrets added; and whether the worker came back short, so that it skips the store
+        until the queue moves (`version`: the queue's before the lease was made)."""
         if any(x.payload.get("kind") == "task" for x in leases):
             leases = self._locate_tasks(leases)
         with self._queue_lock:

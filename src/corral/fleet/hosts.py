@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from corral import events
 from corral.coordinator import Coordinator
 from corral.domain.models import Lease, Report
 from corral.fleet.inventory import Host, Inventory
@@ -26,29 +27,29 @@ HOST_SLOTS = 8
 
 
 class HostLink(LocalLink):
-    """The coordinator in-process, as for the local worker; a host that is down takes no jobs
-    until its next try to connect is due, so its queue waits instead of failing job after job."""
+    """The coordinator in-process, as for the local worker."""
 
     def __init__(self, coordinator: Coordinator, host: Host, transport: Transport) -> None:
         super().__init__(coordinator, host.site, host.labels, HOST_SLOTS, ["command"])
         self.transport = transport
 
-    def lease(self, max_jobs: int, wait: float) -> list[Lease]:
-        left = self.transport.backoff_left()
-        if left > 0:
-            time.sleep(min(left, wait))
-            return []
-        return super().lease(max_jobs, wait)
-
 
 class HostAgent(Agent):
-    """The worker agent of one site: leases, heartbeats and reports as usual; runs over SSH."""
+    """The worker agent of one site: heartbeats and reports as usual; runs over SSH. Its
+    leases come from the fleet's one leaser (`FleetLeaser`)."""
 
-    def __init__(self, link: HostLink, options: AgentOptions) -> None:
+    leases_itself = False
+
+    def __init__(self, link: HostLink, options: AgentOptions, leaser: FleetLeaser) -> None:
         super().__init__(link, options)
+        self.worker_id = link.worker_id
         self.host = link.transport.host
         self.transport = link.transport
         self.shared = Shared(link.coord.store.db)
+        self.leaser = leaser
+
+    def _may_want_more(self) -> None:
+        self.leaser.poke()
 
     def _finished(self, slot: Slot, outcome: Report) -> None:
         # the values go with the end, in its transaction: the jobs it makes ready read them
@@ -104,6 +105,81 @@ class HostAgent(Agent):
         }
 
 
+class FleetLeaser:
+    """One thread leasing for every site at once: one store transaction for all the sites that
+    want work, instead of a thread and a lease call per site woken by every submit. A host
+    that is down takes no jobs until its next try to connect is due, so its queue waits
+    instead of failing job after job."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        self.agents: list[HostAgent] = []
+        self._cond = threading.Condition()
+        self._dirty = True  # the queue moved, or a site may want more, since the last look
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        coordinator.hub.listen(self._heard)
+
+    def _heard(self, topic: str) -> None:
+        if topic == events.QUEUE:
+            self.poke()
+
+    def poke(self) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="corral-fleet-leaser", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+    def _loop(self) -> None:
+        while True:
+            # reckoned before taking the condition: an agent pokes it holding its own lock
+            wait = self._slice()
+            with self._cond:
+                if not self._dirty and not self._stopped:
+                    # in slices, as a lease long-poll: work through another coordinator, a
+                    # retry's back-off, or a host's next try to connect wakes no one here
+                    self._cond.wait(wait)
+                if self._stopped:
+                    return
+                self._dirty = False
+            try:
+                self._lease_round()
+            except Exception as exc:  # the store may be away for a moment: try again soon
+                log.error("leasing for the fleet failed: %s", exc)
+                time.sleep(1.0)
+                self.poke()
+
+    def _slice(self) -> float:
+        backoffs = [
+            left for a in self.agents if (left := a.transport.backoff_left()) > 0 and a.wanted()
+        ]
+        return max(0.01, min([self.coordinator.queue_wait(5.0), *backoffs]))
+
+    def _lease_round(self) -> None:
+        wanting = [
+            (a, n) for a in self.agents if (n := a.wanted()) > 0 and a.transport.backoff_left() <= 0
+        ]
+        if not wanting:
+            return
+        found = self.coordinator.lease_for([(a.worker_id, n) for a, n in wanting])
+        for (agent, _), got in zip(wanting, found, strict=True):
+            if isinstance(got, Exception):
+                log.error("leasing for %s failed: %s", agent.host.site, got)
+                continue
+            if got:
+                agent.accept(got)
+
+
 class Fleet:
     """Every site of the inventory, each a worker with its own warm SSH connection."""
 
@@ -114,16 +190,22 @@ class Fleet:
         self.inventory = inventory
         self.transports = {h.site: Transport(h, ssh_config) for h in inventory.hosts}
         self.agents: list[HostAgent] = []
+        self.leaser = FleetLeaser(coordinator)
         self._lock = threading.Lock()
 
     def start(self, long_poll: float = 20.0) -> None:
         for host in self.inventory.hosts:
             link = HostLink(self.coordinator, host, self.transports[host.site])
-            agent = HostAgent(link, AgentOptions(slots=HOST_SLOTS, long_poll=long_poll))
+            agent = HostAgent(
+                link, AgentOptions(slots=HOST_SLOTS, long_poll=long_poll), self.leaser
+            )
             agent.start()
             self.agents.append(agent)
+        self.leaser.agents = list(self.agents)
+        self.leaser.start()
 
     def stop(self, reason: str = "corral serve stopped") -> None:
+        self.leaser.stop()
         for agent in self.agents:
             agent.stop(reason)
         for agent in self.agents:

@@ -107,8 +107,13 @@ class Agent:
 
     # -- public --------------------------------------------------------------------------
 
+    #: whether the agent leases for itself; a fleet's sites are leased for all at once
+    leases_itself = True
+
     def start(self) -> None:
-        targets = [(self._lease_loop, "leaser"), (self._report_loop, "reporter")]
+        targets = [(self._report_loop, "reporter")]
+        if self.leases_itself:
+            targets.insert(0, (self._lease_loop, "leaser"))
         targets += [(self._runner, f"slot-{i}") for i in range(self.options.slots)]
         for target, name in targets:
             t = threading.Thread(target=target, name=f"corral-{name}", daemon=True)
@@ -183,16 +188,40 @@ class Agent:
         extra = self._prefetch()
         return self.options.slots + extra // 2 - (0 if extra else 1)
 
+    def wanted(self) -> int:
+        """How many leases to ask for now (0: none yet, or draining)."""
+        with self._lock:
+            return self._wanted_locked()
+
+    def _wanted_locked(self) -> int:
+        # with extra leases held, refill only below half of them: one lease request for
+        # several jobs instead of one per job
+        if self._draining or len(self._slots) > self._refill_below():
+            return 0
+        return self.options.slots + self._prefetch() - len(self._slots)
+
+    def accept(self, leases: list[Lease]) -> None:
+        """Leases made for this agent: to its slots (back at once when it is leaving)."""
+        with self._lock:
+            if self._draining:
+                # leased while a drain began: give them straight back
+                self._pending.released.extend((x.attempt_id, x.token) for x in leases)
+                self._wake_all()
+                return
+            for lease in leases:
+                slot = Slot(lease)
+                self._slots[lease.attempt_id] = slot
+                self._waiting.append(slot)
+            self._work.notify(len(leases))
+
     def _lease_loop(self) -> None:
         while True:
             with self._lock:
-                # with extra leases held, refill only below half of them: one lease request
-                # for several jobs instead of one per job
-                while not self._draining and len(self._slots) > self._refill_below():
+                while not self._draining and not self._wanted_locked():
                     self._wants.wait()
                 if self._draining:
                     return
-                want = self.options.slots + self._prefetch() - len(self._slots)
+                want = self._wanted_locked()
             try:
                 leases = self.link.lease(want, self.options.long_poll)
             except CoordinatorAway as exc:
@@ -209,17 +238,9 @@ class Agent:
                 time.sleep(1.0)
                 continue
             self._online()
-            with self._lock:
-                if self._draining:
-                    # leased while a drain began: give them straight back
-                    self._pending.released.extend((x.attempt_id, x.token) for x in leases)
-                    self._wake_all()
-                    return
-                for lease in leases:
-                    slot = Slot(lease)
-                    self._slots[lease.attempt_id] = slot
-                    self._waiting.append(slot)
-                self._work.notify(len(leases))
+            self.accept(leases)
+            if self._draining:
+                return
 
     def _release_waiting(self) -> None:
         """Give back leases not yet started (caller holds the lock)."""
@@ -550,6 +571,10 @@ class Agent:
         """A job ended or left its slot: the reporter has its end, the leaser may refill."""
         self._news.notify()
         self._wants.notify()
+        self._may_want_more()
+
+    def _may_want_more(self) -> None:
+        """Hook for a leaser outside the agent (the caller holds the lock)."""
 
 
 def _hooks(data: AttemptData | None) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""The fleet's one leaser, on both engines: every site that wants work in one store call."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from integration_helpers import spec
+
+from corral import events
+from corral.auth import Principal
+from corral.coordinator import Coordinator
+from corral.fleet.hosts import HOST_SLOTS, FleetLeaser, HostAgent, HostLink
+from corral.fleet.inventory import Host
+from corral.fleet.transport import Transport
+from corral.worker.agent import AgentOptions
+
+
+def _sites(coord: Coordinator, names: list[str]) -> tuple[FleetLeaser, dict[str, HostAgent]]:
+    """Site agents whose threads are not started: the test runs the leaser's rounds itself."""
+    leaser = FleetLeaser(coord)
+    agents = {}
+    for name in names:
+        host = Host(site=name, ssh=f"nobody@{name}")
+        link = HostLink(coord, host, Transport(host))
+        agents[name] = HostAgent(link, AgentOptions(slots=HOST_SLOTS), leaser)
+    leaser.agents = list(agents.values())
+    return leaser, agents
+
+
+def _waiting(agent: HostAgent) -> list[str]:
+    return [slot.lease.job_name for slot in agent._waiting]
+
+
+def test_one_store_call_leases_for_every_site_that_wants_work(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaser, agents = _sites(coord, ["web1", "web2", "db1"])
+    # db1 is down: its next try to connect is a minute away, so it takes no jobs meanwhile
+    agents["db1"].transport._retry_at = time.monotonic() + 60
+    coord.submit(
+        admin,
+        spec({s: {"command": "true", "on": {"site": s}} for s in ("web1", "web2", "db1")}),
+    )
+    calls: list[Any] = []
+    real = coord.store.leases.lease_many
+
+    def counted(asks: Any, ttl: float) -> Any:
+        calls.append(list(asks))
+        return real(asks, ttl)
+
+    monkeypatch.setattr(coord.store.leases, "lease_many", counted)
+    leaser._lease_round()
+    ids = {a.worker_id: name for name, a in agents.items()}
+    assert [[ids[w] for w, _ in asks] for asks in calls] == [["web1", "web2"]]
+    assert _waiting(agents["web1"]) == ["web1"]
+    assert _waiting(agents["web2"]) == ["web2"]
+    assert _waiting(agents["db1"]) == []
+    # back up: its job is leased on the next round
+    agents["db1"].transport._retry_at = 0.0
+    leaser._lease_round()
+    assert _waiting(agents["db1"]) == ["db1"]
+
+
+def test_a_draining_site_wants_nothing_and_hands_back_what_it_is_given(
+    coord: Coordinator, admin: Principal
+) -> None:
+    _leaser, agents = _sites(coord, ["web1"])
+    agent = agents["web1"]
+    assert agent.wanted() == HOST_SLOTS
+    run = coord.submit(admin, spec({"a": {"command": "true", "on": {"site": "web1"}}}))
+    (lease,) = coord.lease(agent.worker_id, 1)
+    agent.drain()
+    assert agent.wanted() == 0
+    agent.accept([lease])  # leased just as the drain began
+    assert not agent._waiting
+    assert agent._pending.released == [(lease.attempt_id, lease.token)]
+    assert run.id == lease.run_id
+
+
+def test_a_queue_notice_or_a_freed_slot_wakes_the_leaser(coord: Coordinator) -> None:
+    leaser, _ = _sites(coord, ["web1"])
+    leaser._dirty = False
+    coord.hub.notify(events.QUEUE)
+    assert leaser._dirty
+    leaser._dirty = False
+    coord.hub.notify("run:1")
+    assert not leaser._dirty
