@@ -322,6 +322,32 @@ def test_openapi_schema_is_served(client: TestClient) -> None:
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/runs" in schema["paths"]
     assert "/api/v1/workers/lease" in schema["paths"]
+    # the two routes that read their query themselves still document it
+    submit = schema["paths"]["/api/v1/runs"]["post"]
+    assert [p["name"] for p in submit["parameters"]] == ["project"]
+    wait = schema["paths"]["/api/v1/runs/{ref}/wait"]["get"]
+    assert {p["name"] for p in wait["parameters"]} == {"ref", "timeout"}
+
+
+def test_submit_and_wait_check_their_caller_and_query(
+    client: TestClient, admin_secret: str
+) -> None:
+    body = {"name": "r", "jobs": {"a": {"command": "true"}}}
+    assert client.post("/api/v1/runs", json=body).status_code == 401
+    missing = client.post("/api/v1/runs?project=nope", json=body, headers=auth(admin_secret))
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
+    run = client.post("/api/v1/runs", json=body, headers=auth(admin_secret)).json()
+    assert client.get(f"/api/v1/runs/{run['id']}/wait").status_code == 401
+    for bad in ("abc", "-1", "301", "nan"):
+        answer = client.get(
+            f"/api/v1/runs/{run['id']}/wait?timeout={bad}", headers=auth(admin_secret)
+        )
+        assert answer.status_code == 422, bad
+        error = answer.json()["error"]
+        assert error["type"] == "InvalidInput" and error["field"] == "timeout"
+        assert "expected a number from 0 to 300" in error["message"]
+    waited = client.get(f"/api/v1/runs/{run['id']}/wait?timeout=0", headers=auth(admin_secret))
+    assert waited.status_code == 200 and waited.json()["id"] == run["id"]
 
 
 def test_a_log_long_poll_sees_a_change_made_just_after_it_looked(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -52,6 +53,29 @@ async def call(request: Request, fn: Callable[P, T], *args: P.args, **kwargs: P.
     if coordinator(request).store.db.is_sqlite:
         return fn(*args, **kwargs)
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def query_number(request: Request, name: str, default: float, low: float, high: float) -> float:
+    """A number from the query string, read by hand on the hottest routes (see `lean`)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # NaN fails this too
+        raise InvalidInput(f"expected a number from {low:g} to {high:g}, not {raw!r}", name)
+    return value
+
+
+def lean(*parameters: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its caller and query itself.
+
+    The two routes every run goes through (submit, wait) take the bare request: FastAPI's
+    dependency and parameter machinery costs about a tenth of a millisecond of CPU a request
+    there. The schema still lists their query parameters, from here."""
+    return {"parameters": list(parameters)}
 
 
 async def json_body(request: Request) -> Any:

@@ -10,7 +10,15 @@ from starlette.concurrency import run_in_threadpool
 
 from corral import events
 from corral.api.dataflow import add_outputs
-from corral.api.deps import answer, call, coordinator, json_body, principal
+from corral.api.deps import (
+    answer,
+    call,
+    coordinator,
+    json_body,
+    lean,
+    principal,
+    query_number,
+)
 from corral.api.schemas import (
     RerunBody,
     attempt_json,
@@ -26,9 +34,20 @@ router = APIRouter(prefix="/api/v1")
 Who = Annotated[Principal, Depends(principal)]
 
 
-@router.post("/runs", status_code=201)
-async def submit(request: Request, who: Who, project: str | None = None) -> Response:
+_PROJECT = {"name": "project", "in": "query", "required": False, "schema": {"type": "string"}}
+_TIMEOUT = {
+    "name": "timeout",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "number", "minimum": 0, "maximum": 300, "default": 25.0},
+}
+
+
+@router.post("/runs", status_code=201, openapi_extra=lean(_PROJECT))
+async def submit(request: Request) -> Response:
     """Submit a run (JSON run spec); it is durable when this answers 201."""
+    who = await principal(request)
+    project = request.query_params.get("project")
     body = await json_body(request)
     spec = parse(body)
     run = await call(request, coordinator(request).submit, who, spec, project)
@@ -59,14 +78,11 @@ def get_run(request: Request, who: Who, ref: str) -> Response:
     return answer(out)
 
 
-@router.get("/runs/{ref}/wait")
-async def wait_run(
-    request: Request,
-    who: Who,
-    ref: str,
-    timeout: Annotated[float, Query(ge=0, le=300)] = 25.0,
-) -> Response:
+@router.get("/runs/{ref}/wait", openapi_extra=lean(_TIMEOUT))
+async def wait_run(request: Request, ref: str) -> Response:
     """Answer when the run has ended, or when `timeout` seconds have passed (long-poll)."""
+    who = await principal(request)
+    timeout = query_number(request, "timeout", 25.0, 0.0, 300.0)
     coord = coordinator(request)
     deadline = time.monotonic() + timeout
     # the version is read before the state it guards: an end in between is never missed
