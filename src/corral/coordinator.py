@@ -531,15 +531,8 @@ class Coordinator:
         """Leases for up to `max_jobs` jobs now (no waiting; callers wait on the QUEUE topic)."""
         if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or not 0 <= max_jobs <= 1000:
             raise InvalidInput("expected a whole number from 0 to 1000", "max")
-        if time.time() >= self._retry_due:
-            # a retry's back-off is over: it is leasable now, though nothing was committed
-            self._retry_due = math.inf
-            self.hub.notify(events.QUEUE)
-        now = time.monotonic()
-        version = self.hub.version(events.QUEUE)
-        empty = self._found_empty.get(worker_id)
-        if empty is not None and empty[0] == version and now - empty[1] < RECHECK_EMPTY:
-            # nothing made jobs leasable since this worker last came back short: don't ask
+        version, now = self._queue_now()
+        if self._short_lately(worker_id, version, now):
             return []
         if self._lease_together is not None:
             leases = self._lease_together((worker_id, max_jobs))
@@ -550,18 +543,9 @@ class Coordinator:
     def lease_for(self, asks: Sequence[tuple[int, int]]) -> list[list[Lease] | Exception]:
         """Leases for several in-process workers at once, (worker, max jobs) each, in one
         store transaction: each worker's leases, or the error for that worker alone."""
-        if time.time() >= self._retry_due:
-            self._retry_due = math.inf
-            self.hub.notify(events.QUEUE)
-        now = time.monotonic()
-        version = self.hub.version(events.QUEUE)
+        version, now = self._queue_now()
         out: list[list[Lease] | Exception] = [[] for _ in asks]
-        todo = []
-        for i, (worker_id, _) in enumerate(asks):
-            empty = self._found_empty.get(worker_id)
-            if empty is not None and empty[0] == version and now - empty[1] < RECHECK_EMPTY:
-                continue  # as in `lease`: nothing new for this worker since it came back short
-            todo.append(i)
+        todo = [i for i, (w, _) in enumerate(asks) if not self._short_lately(w, version, now)]
         if not todo:
             return out
         found = self.store.leases.lease_many([asks[i] for i in todo], self.lease_ttl)
@@ -574,6 +558,19 @@ class Coordinator:
             except Exception as exc:
                 out[i] = exc
         return out
+
+    def _queue_now(self) -> tuple[int, float]:
+        """The queue's version and the time, read before a lease is made."""
+        if time.time() >= self._retry_due:
+            # a retry's back-off is over: it is leasable now, though nothing was committed
+            self._retry_due = math.inf
+            self.hub.notify(events.QUEUE)
+        return self.hub.version(events.QUEUE), time.monotonic()
+
+    def _short_lately(self, worker_id: int, version: int, now: float) -> bool:
+        """Nothing made jobs leasable since this worker last came back short: don't ask."""
+        empty = self._found_empty.get(worker_id)
+        return empty is not None and empty[0] == version and now - empty[1] < RECHECK_EMPTY
 
     def _handed_out(
         self, worker_id: int, max_jobs: int, version: int, now: float, leases: list[Lease]
