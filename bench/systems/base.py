@@ -69,6 +69,11 @@ class System:
     def wait_one(self, handle: Any, deadline: float) -> None:
         raise NotImplementedError
 
+    def call_one(self, i: int, kind: str, deadline: float) -> None:
+        """Submit one task and block until it has returned its result (W2): the system's
+        own way of calling a task and waiting for it, submit then wait unless it has one."""
+        self.wait_one(self.submit_one(i, kind), deadline)
+
     def warm_up(self, n: int = 10) -> None:
         deadline = time.monotonic() + 60
         self.wait([self.submit_one(i, "noop") for i in range(n)], deadline)

@@ -9,6 +9,8 @@ Contract this adapter assumes (bench/README.md repeats it):
 * ``POST /api/v1/runs`` with ``{"name": ..., "jobs": {"j": {"command": "true"}}}``
   answers 201 with JSON holding ``"id"`` (int) and ``"state"``. A batch is one
   run with many jobs (``j0``, ``j1``, ...).
+* ``POST /api/v1/runs?wait=S`` answers when the run has ended (or S passes), with
+  ``"results"``: every job's label, state and result. W2 calls a task this way.
 * ``GET /api/v1/runs/{id}/wait?timeout=S`` long-polls: 200 with the run's JSON
   as soon as it has ended, or when S passes; ``"state"`` is one of
   queued/running/passed/failed/canceled.
@@ -33,7 +35,7 @@ import httpx
 
 import corral
 from bench import procs
-from bench.systems.base import System, remaining
+from bench.systems.base import System, check_value, remaining
 
 ENDED = {"passed", "failed", "canceled"}
 #: the longest single long-poll we ask for (kept below the HTTP read timeout)
@@ -166,6 +168,17 @@ class CorralSystem(System):
         run = self.client.wait(handle, timeout=remaining(deadline))
         if run["state"] != "passed":
             raise RuntimeError(f"run {handle} ended {run['state']}")
+
+    def call_one(self, i: int, kind: str, deadline: float) -> None:
+        """One request: the submit answers when the run has ended, with the job's result."""
+        assert self.client is not None
+        spec = {"name": self._name(kind), "jobs": {"j": job_spec(kind, i, self.form)}}
+        left = min(remaining(deadline), 300.0)
+        run = self.client.submit(spec, wait=left)
+        if run.state != "passed":
+            raise RuntimeError(f"run {run.id} ended {run.state}")
+        if kind == "noop" and self.form == "task":
+            check_value(run.result("j"), i, "corral")
 
     # -- what it costs ----------------------------------------------------
     def rss_mb(self) -> dict[str, float | None]:

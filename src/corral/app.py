@@ -10,15 +10,41 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from corral import metrics
-from corral.api import dataflow, hosts, objects, runs, shared, tasks, tokens, workers
+from corral.api import dataflow, fast_lane, hosts, objects, runs, shared, tasks, tokens, workers
 from corral.api.limits import BodyLimit
 from corral.coordinator import Coordinator
 from corral.dashboard import routes as dashboard
 from corral.errors import CorralError, InvalidInput, InvalidRunSpec
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class CorralAPI(FastAPI):
+    """FastAPI, with submit and wait taken past its layers (see `corral.api.fast_lane`)."""
+
+    max_body = 8 * 1024 * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = fast_lane.match(scope)
+            if route is not None:
+                scope["app"] = self  # what Starlette sets: routes find the coordinator by it
+                await fast_lane.serve(scope, receive, send, route, self.max_body, error_response)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def error_response(exc: CorralError) -> JSONResponse:
+    """Every CorralError, as every route answers it: its type, message, field and problems."""
+    error: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message}
+    if isinstance(exc, InvalidInput) and exc.field:
+        error["field"] = exc.field
+    if isinstance(exc, InvalidRunSpec):
+        error["problems"] = [{"field": f, "message": m} for f, m in exc.problems]
+    return JSONResponse({"error": error}, status_code=exc.status)
 
 
 def create_app(
@@ -28,7 +54,7 @@ def create_app(
     async def _no_lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
 
-    app = FastAPI(
+    app = CorralAPI(
         title="corral",
         version="0.1.0",
         description="Run jobs on a fleet of machines and keep track of every one.",
@@ -38,6 +64,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.coordinator = coordinator
+    app.max_body = max_body
     for router in (
         runs.router,
         workers.router,
@@ -63,12 +90,7 @@ def create_app(
 
     @app.exception_handler(CorralError)
     async def corral_error(_request: Request, exc: CorralError) -> JSONResponse:
-        error: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message}
-        if isinstance(exc, InvalidInput) and exc.field:
-            error["field"] = exc.field
-        if isinstance(exc, InvalidRunSpec):
-            error["problems"] = [{"field": f, "message": m} for f, m in exc.problems]
-        return JSONResponse({"error": error}, status_code=exc.status)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

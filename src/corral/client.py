@@ -265,18 +265,31 @@ class Client:
             params["project"] = self.project
         return params
 
-    def submit(self, spec: Mapping[str, Any] | str | Path) -> RunHandle:
+    def submit(
+        self, spec: Mapping[str, Any] | str | Path, *, wait: float | None = None
+    ) -> RunHandle:
         """Submit a run: its spec as a dict (the JSON form) or the path of a TOML file.
 
         Returns the run as stored, as a RunHandle: read it like a dict, or `.wait()` for it.
+        With `wait` (seconds, at most 300), the same request also waits for the run to end:
+        the handle holds the ended run, or the run as it stood when `wait` ran out.
         """
         if isinstance(spec, (str, Path)):
             from corral.domain.runspec import parse_toml
 
             spec = parse_toml(Path(spec).read_text(encoding="utf-8")).to_dict()
-        result: dict[str, Any] = self.http.request(
-            "POST", "/api/v1/runs", json=dict(spec), params=self._params()
-        )
+        if wait is None:
+            result: dict[str, Any] = self.http.request(
+                "POST", "/api/v1/runs", json=dict(spec), params=self._params()
+            )
+        else:
+            result = self.http.request(
+                "POST",
+                "/api/v1/runs",
+                json=dict(spec),
+                params=self._params(wait=wait),
+                timeout=wait + 10.0,
+            )
         return RunHandle(self, result)
 
     def run(self, ref: str | int) -> dict[str, Any]:

@@ -417,10 +417,13 @@ class Coordinator:
     def results(self, who: Principal, ref: str) -> tuple[Run, list[tuple[str, str, str, Any]]]:
         """Each job's label, state, reason and result (a task's return value), in spec order."""
         run = self.run(who, ref)
-        found = self.store.dataflow.results(run.id)
-        return run, [
+        return run, self.job_results(run.id)
+
+    def job_results(self, run_id: int) -> list[tuple[str, str, str, Any]]:
+        """`results` of a run the caller may already see."""
+        return [
             (f"{n}[{i}]" if i else n, state, reason, result)
-            for n, i, state, reason, result in found
+            for n, i, state, reason, result in self.store.dataflow.results(run_id)
         ]
 
     def busy_jobs(self, who: Principal) -> dict[int, list[Busy]]:

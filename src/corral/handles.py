@@ -105,6 +105,10 @@ class RunHandle(Mapping[str, Any]):
 
     def result(self, label: str) -> Any:
         """A task job's return value (its latest attempt's); None until it has one."""
+        # an ended run's answer to `submit(wait=...)` holds them already
+        for item in self.data.get("results", ()) if self.ended else ():
+            if item["label"] == label:
+                return item["result"]
         return self.client.result(self.id, label)
 
     def outputs(self, label: str) -> list[dict[str, Any]]:

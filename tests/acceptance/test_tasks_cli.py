@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from acceptance_helpers import Cluster, Procs, wait_until
 
+import corral
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 TASKS = """
@@ -163,3 +165,15 @@ def test_the_local_worker_of_serve_runs_tasks(cluster: Cluster, task_dir: Path) 
     assert done.code == 0, done
     assert json.loads(done.out.splitlines()[-1])["words"] == 4
     wait_until(lambda: (cluster.home / "task-sources").is_dir(), 5, "the local task cache")
+    # submit and wait in one request: the handle holds the end and the result
+    with corral.Client(cluster.url, cluster.token) as c:
+        spec = {"jobs": {"count": {"task": "wordcount", "args": {"text": "a b"}}}}
+        run = c.submit(spec, wait=30)
+        assert run.ended and run.state == "passed"
+        sent: list[str] = []
+        real = c.http.request
+        c.http.request = lambda *a, **k: sent.append(a[1]) or real(*a, **k)  # type: ignore[method-assign]
+        assert run.result("count")["words"] == 2
+        assert sent == []  # the result came with the answer, not from another request
+        slow = c.submit({"jobs": {"s": {"command": "sleep 5"}}}, wait=0.2)
+        assert not slow.ended and "results" not in slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -324,7 +325,7 @@ def test_openapi_schema_is_served(client: TestClient) -> None:
     assert "/api/v1/workers/lease" in schema["paths"]
     # the two routes that read their query themselves still document it
     submit = schema["paths"]["/api/v1/runs"]["post"]
-    assert [p["name"] for p in submit["parameters"]] == ["project"]
+    assert [p["name"] for p in submit["parameters"]] == ["project", "wait"]
     wait = schema["paths"]["/api/v1/runs/{ref}/wait"]["get"]
     assert {p["name"] for p in wait["parameters"]} == {"ref", "timeout"}
 
@@ -374,3 +375,95 @@ def test_a_log_long_poll_sees_a_change_made_just_after_it_looked(
     assert r.status_code == 200 and r.json()["ended"]
     # not the end of a 1 s wait slice, nor of the 30 s wait
     assert time.monotonic() - started < 0.9
+
+
+def _finish_all(coord: Coordinator, worker_id: int, result: Any = None) -> None:
+    for lease in coord.lease(worker_id, 10):
+        report = Report(lease.attempt_id, lease.token, "passed", 0, "", time.time(), result=result)
+        coord.report(worker_id, finished=[report])
+
+
+def test_submit_with_wait_answers_at_the_end_with_every_result(
+    client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str
+) -> None:
+    w = join(coord, admin, "w0")
+    body = {"name": "r", "jobs": {"a": {"command": "true"}, "b": {"command": "true"}}}
+    answers: list[Any] = []
+    asker = threading.Thread(
+        target=lambda: answers.append(
+            client.post("/api/v1/runs?wait=20", json=body, headers=auth(admin_secret))
+        )
+    )
+    started = time.monotonic()
+    asker.start()
+    deadline = time.monotonic() + 10
+    while asker.is_alive() and time.monotonic() < deadline:
+        _finish_all(coord, w.id, result=7)
+        time.sleep(0.02)
+    asker.join(20)
+    (r,) = answers
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert run["state"] == "passed"
+    assert [(j["label"], j["state"], j["result"]) for j in run["results"]] == [
+        ("a", "passed", 7),
+        ("b", "passed", 7),
+    ]
+    assert time.monotonic() - started < 10
+
+
+def test_submit_with_wait_answers_when_the_wait_runs_out(
+    client: TestClient, coord: Coordinator, admin_secret: str
+) -> None:
+    started = time.monotonic()
+    r = client.post("/api/v1/runs?wait=0.3", json=GOOD, headers=auth(admin_secret))
+    assert r.status_code == 201 and r.json()["state"] == "queued"
+    assert "results" not in r.json()  # only an ended run's answer has them
+    assert 0.25 <= time.monotonic() - started < 5
+
+
+def test_submit_with_wait_sees_an_end_recorded_before_it_waits(
+    client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str, monkeypatch: Any
+) -> None:
+    w = join(coord, admin, "w0")
+    real_submit = coord.submit
+
+    def submit_and_finish(*args: Any) -> Any:
+        run = real_submit(*args)
+        _finish_all(coord, w.id)  # the end is told before the route reads its version
+        return run
+
+    monkeypatch.setattr(coord, "submit", submit_and_finish)
+    started = time.monotonic()
+    r = client.post("/api/v1/runs?wait=10", json=GOOD, headers=auth(admin_secret))
+    assert r.status_code == 201 and r.json()["state"] == "passed"
+    assert time.monotonic() - started < 4  # not the end of a 5 s wait slice
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "301", "nan"])
+def test_a_bad_submit_wait_is_422_and_submits_nothing(
+    client: TestClient, coord: Coordinator, admin_secret: str, bad: str
+) -> None:
+    before = counts(coord)
+    r = client.post(f"/api/v1/runs?wait={bad}", json=GOOD, headers=auth(admin_secret))
+    error = error_of(r, 422)
+    assert error["field"] == "wait" and "expected a number from 0 to 300" in error["message"]
+    assert counts(coord) == before
+
+
+def test_paths_near_the_fast_lane_still_reach_the_framework(
+    client: TestClient, admin_secret: str
+) -> None:
+    run = submit(client, admin_secret, GOOD).json()
+    # a trailing slash, another method, a deeper path: FastAPI's answers, not the lane's
+    slash = client.get(
+        f"/api/v1/runs/{run['id']}/wait/?timeout=0",
+        headers=auth(admin_secret),
+        follow_redirects=False,
+    )
+    assert slash.status_code == 307
+    assert client.put("/api/v1/runs", json=GOOD, headers=auth(admin_secret)).status_code == 405
+    deep = client.get(f"/api/v1/runs/{run['id']}/x/wait", headers=auth(admin_secret))
+    assert deep.status_code == 404
+    listed = client.get("/api/v1/runs", headers=auth(admin_secret))
+    assert listed.status_code == 200 and listed.json()["runs"][0]["id"] == run["id"]

@@ -59,6 +59,13 @@ def hog(mib):
     time.sleep(5)
     return len(block)
 
+KEPT = []
+
+@corral.task
+def keep(mib):
+    KEPT.append(b"k" * (mib * 1024 * 1024))  # held after the call returns
+    return os.getpid()
+
 @corral.task
 async def later(x):
     return x * 2
@@ -215,6 +222,20 @@ def test_a_process_over_its_memory_cap_is_killed(pool: TaskPool, sources: Source
     result, _ = call(pool, sources.add(SOURCE), "hog", {"mib": 600})
     assert result.outcome == "failed"
     assert "over the cap of 300 MiB" in result.reason
+
+
+def test_a_process_left_holding_too_much_memory_is_replaced(
+    pool: TaskPool, sources: Sources
+) -> None:
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("memory is measured through /proc")
+    sha = sources.add(SOURCE)
+    small = [call(pool, sha, "keep", {"mib": 1})[0].value for _ in range(2)]
+    assert small[0] == small[1]  # under the cap: the same process again
+    big, _ = call(pool, sha, "keep", {"mib": 350})
+    assert big.outcome == "passed" and big.value == small[0]
+    # the runner said after its call how much it holds: over the cap, it is not used again
+    assert call(pool, sha, "keep", {"mib": 1})[0].value != big.value
 
 
 def test_processes_are_recycled_after_max_calls(tmp_path: Path, sources: Sources) -> None:

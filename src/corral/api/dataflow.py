@@ -36,11 +36,14 @@ def add_outputs(job: dict[str, Any], outputs: Sequence[Output]) -> dict[str, Any
 def run_results(request: Request, who: Who, ref: str) -> Response:
     """Every job's state, reason and result (a task's return value), in spec order."""
     run, found = coordinator(request).results(who, ref)
-    jobs = [
+    return answer({"run": run.id, "state": run.state.value, "jobs": results_json(found)})
+
+
+def results_json(found: list[tuple[str, str, str, Any]]) -> list[dict[str, Any]]:
+    return [
         {"label": label, "state": state, "reason": reason, "result": result}
         for label, state, reason, result in found
     ]
-    return answer({"run": run.id, "state": run.state.value, "jobs": jobs})
 
 
 @router.get("/runs/{ref}/jobs/{label}/outputs")

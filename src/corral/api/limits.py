@@ -21,26 +21,10 @@ class BodyLimit:
         if scope["type"] != "http" or scope["path"].startswith(self.exempt):
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_body:
-                    await _too_large(send, self.max_body)
-                    return
-        seen = 0
+        if declared_too_large(scope, self.max_body):
+            await too_large(send, self.max_body)
+            return
         started = False
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge()
-            return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
@@ -49,13 +33,40 @@ class BodyLimit:
             await send(message)
 
         try:
-            await self.app(scope, counted, tracked)
+            await self.app(scope, capped(receive, self.max_body), tracked)
         except BodyTooLarge:
             if not started:
-                await _too_large(send, self.max_body)
+                await too_large(send, self.max_body)
 
 
-async def _too_large(send: Send, limit: int) -> None:
+def declared_too_large(scope: Scope, max_body: int) -> bool:
+    """Whether the request's Content-Length is over the cap (refused before any is read)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value) > max_body
+            except ValueError:
+                return False
+    return False
+
+
+def capped(receive: Receive, max_body: int) -> Receive:
+    """`receive` that raises BodyTooLarge once the body read so far is over the cap."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > max_body:
+                raise BodyTooLarge()
+        return message
+
+    return counted
+
+
+async def too_large(send: Send, limit: int) -> None:
     body = json.dumps(
         {"error": {"type": "PayloadTooLarge", "message": f"request body over {limit} bytes"}}
     ).encode()

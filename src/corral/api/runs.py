@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from corral import events
-from corral.api.dataflow import add_outputs
+from corral.api.dataflow import add_outputs, results_json
 from corral.api.deps import (
     answer,
     call,
@@ -28,6 +28,7 @@ from corral.api.schemas import (
     view_json,
 )
 from corral.auth import Principal
+from corral.domain.models import Run
 from corral.domain.runspec import parse
 
 router = APIRouter(prefix="/api/v1")
@@ -35,6 +36,13 @@ Who = Annotated[Principal, Depends(principal)]
 
 
 _PROJECT = {"name": "project", "in": "query", "required": False, "schema": {"type": "string"}}
+_SUBMIT_WAIT = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": "seconds to hold the answer until the run has ended (0: answer at once)",
+    "schema": {"type": "number", "minimum": 0, "maximum": 300, "default": 0},
+}
 _TIMEOUT = {
     "name": "timeout",
     "in": "query",
@@ -43,14 +51,33 @@ _TIMEOUT = {
 }
 
 
-@router.post("/runs", status_code=201, openapi_extra=lean(_PROJECT))
+@router.post("/runs", status_code=201, openapi_extra=lean(_PROJECT, _SUBMIT_WAIT))
 async def submit(request: Request) -> Response:
-    """Submit a run (JSON run spec); it is durable when this answers 201."""
+    """Submit a run (JSON run spec); it is durable when this answers 201.
+
+    With `wait`, the answer comes when the run has ended or `wait` seconds have passed,
+    whichever is first: submit and wait in one round trip for a caller that wants the end.
+    An ended run's answer also lists every job's end and result (`results`, as
+    `GET /runs/{ref}/results` has them).
+    """
     who = await principal(request)
     project = request.query_params.get("project")
+    wait = query_number(request, "wait", 0.0, 0.0, 300.0)
     body = await json_body(request)
     spec = parse(body)
-    run = await call(request, coordinator(request).submit, who, spec, project)
+    deadline = time.monotonic() + wait
+    coord = coordinator(request)
+    run = await call(request, coord.submit, who, spec, project)
+    if wait > 0 and not run.state.ended:
+        # a new run's end topic has never been told unless the run may have ended since
+        # `submit` read it: at version 0 that reading still stands, and needs no second one
+        version = coord.hub.version(events.run_end_topic(run.id))
+        run = await _until_ended(request, run, deadline, version=version, reread=version > 0)
+        if run.state.ended:
+            # what the caller waited for: every job's end and result, in the same answer
+            out = run_json(run)
+            out["results"] = results_json(await call(request, coord.job_results, run.id))
+            return answer(out, 201)
     return answer(run_json(run), 201)
 
 
@@ -89,14 +116,30 @@ async def wait_run(request: Request, ref: str) -> Response:
     topic = events.run_end_topic(int(ref)) if ref.isdigit() else ""
     version = coord.hub.version(topic) if topic else 0
     run = await call(request, coord.run, who, ref)
-    if not topic:
-        topic = events.run_end_topic(run.id)
+    if topic:
+        run = await _until_ended(request, run, deadline, version=version)
+    else:
+        run = await _until_ended(request, run, deadline, reread=True)
+    return answer(run_json(run))
+
+
+async def _until_ended(
+    request: Request, run: Run, deadline: float, *, version: int = 0, reread: bool = False
+) -> Run:
+    """The run once it has ended, or as it stands at `deadline`.
+
+    `version` is the run's end topic as read before `run` was; with `reread`, it is read now
+    and the run after it (a version read after the state it guards could miss an end).
+    """
+    coord = coordinator(request)
+    topic = events.run_end_topic(run.id)
+    if reread:
         version = coord.hub.version(topic)
         run = await call(request, coord.store.runs.get, run.id)
     while True:
         left = deadline - time.monotonic()
         if run.state.ended or left <= 0:
-            return answer(run_json(run))
+            return run
         # in slices: an end recorded by another coordinator may wake nobody here
         await coord.hub.wait_async(topic, version, min(left, 5.0))
         version = coord.hub.version(topic)

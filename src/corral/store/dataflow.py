@@ -7,9 +7,10 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from corral.store.engine import Database, insert_ignoring_duplicates
+from corral.store.prepared import Prepared
 from corral.store.tables import (
     ACTIVE_STATES,
     attempt_outputs,
@@ -23,6 +24,14 @@ from corral.store.tables import (
 log = logging.getLogger("corral.store")
 
 Ref = tuple[str, str]  # (producer job, output name): "stdout" or a path
+
+_RESULTS = Prepared(
+    select(jobs.c.name, jobs.c.instance, jobs.c.state, jobs.c.reason, attempts.c.result)
+    .select_from(jobs)
+    .outerjoin(attempts, attempts.c.id == jobs.c.current_attempt_id)
+    .where(jobs.c.run_id == bindparam("rid"))
+    .order_by(jobs.c.position, jobs.c.id)
+)
 
 
 def record_outputs(
@@ -110,13 +119,7 @@ class Dataflow:
         """Every job of a run, in spec order, as (name, instance, state, reason, the result
         of its current or last attempt): what `Client.map` reads in one request."""
         with self.db.read() as conn:
-            found = conn.execute(
-                select(jobs.c.name, jobs.c.instance, jobs.c.state, jobs.c.reason, attempts.c.result)
-                .select_from(jobs)
-                .outerjoin(attempts, attempts.c.id == jobs.c.current_attempt_id)
-                .where(jobs.c.run_id == run_id)
-                .order_by(jobs.c.position, jobs.c.id)
-            ).all()
+            found = _RESULTS.all(conn, {"rid": run_id})
         return [(r.name, r.instance, r.state, r.reason, r.result) for r in found]
 
     def attempt_project(self, worker_id: int, attempt_id: int) -> int | None:

@@ -28,6 +28,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
+#: SQLite connections kept open for readers (a fleet's sites read at once, and a connection
+#: opened past these costs its setup, WAL and pragmas, for one read)
+READERS_KEPT = 32
+
+
 class Database:
     """An engine plus the few things that differ by dialect, each in one named place."""
 
@@ -47,6 +52,9 @@ class Database:
         if database and database != ":memory:" and not database.startswith("file:"):
             self._wal = WalFile(database)
         self._deferring = threading.local()  # this thread's `sync_after` depth and debt
+        # SQLite readers kept checked out between reads, last used first: a checkout from
+        # the engine's pool and its return (events, reset) cost more than most reads
+        self._idle_readers: list[Connection] = []
         self.engine = self._create()
 
     def _create(self) -> Engine:
@@ -57,9 +65,7 @@ class Database:
             engine = create_engine(
                 self.url,
                 connect_args={"check_same_thread": False, "timeout": 30},
-                # kept open for readers: a fleet's sites read at once, and a connection
-                # opened past the pool costs its setup (WAL, pragmas) for one read
-                pool_size=32,
+                pool_size=READERS_KEPT,
                 max_overflow=32,
             )
             _sqlite_setup(engine)
@@ -139,13 +145,25 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            if self.is_sqlite:
-                with _sqlite_transaction(conn, conn.connection.driver_connection, "BEGIN"):
-                    yield conn
+        if not self.is_sqlite:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        try:
+            conn = self._idle_readers.pop()  # atomic: no lock needed
+        except IndexError:
+            conn = self.engine.connect()
+        clean = False
+        try:
+            with _sqlite_transaction(conn, conn.connection.driver_connection, "BEGIN"):
+                yield conn
+            clean = True
+        finally:
+            # a reader that failed is not trusted again; nor kept past what the pool allows
+            if clean and not conn.closed and len(self._idle_readers) < READERS_KEPT:
+                self._idle_readers.append(conn)
             else:
-                with conn.begin():
-                    yield conn
+                conn.close()
 
     def skip_locked(self) -> dict[str, Any]:
         """Arguments for `with_for_update`: rows another coordinator is leasing are passed over."""
@@ -157,6 +175,8 @@ class Database:
                 if self._writer is not None:
                     self._writer.close()
                     self._writer = None
+        while self._idle_readers:
+            self._idle_readers.pop().close()
         if self._wal is not None:
             self._wal.close()
         self.engine.dispose()

@@ -84,6 +84,7 @@ class _Process:
             os.set_blocking(fd, False)
         self.calls = 0
         self.reply = b""
+        self.reported_rss = -1  # as the runner measured it after its last call; -1: unknown
 
     def send(self, request: dict[str, Any]) -> None:
         data = json.dumps(request).encode() + b"\n"
@@ -91,6 +92,14 @@ class _Process:
         while view:
             view = view[os.write(self._req_w, view) :]
         self.calls += 1
+
+    def note_reply(self, reply: bytes) -> None:
+        """Keep the memory figure that leads a reply (`{"rss":N,...`)."""
+        head, _, _ = reply[7:27].partition(b",")
+        try:
+            self.reported_rss = int(head) if reply.startswith(b'{"rss":') else -1
+        except ValueError:
+            self.reported_rss = -1
 
     def rss(self) -> int:
         """Resident memory in bytes (Linux; 0 where /proc is not there)."""
@@ -191,7 +200,8 @@ class TaskPool:
 
     def give(self, proc: _Process) -> None:
         """Back to the idle list, or retired when it has run enough or holds too much memory."""
-        if proc.calls >= self.options.max_calls or proc.rss() > self.options.max_rss:
+        rss = proc.reported_rss if proc.reported_rss >= 0 else proc.rss()
+        if proc.calls >= self.options.max_calls or rss > self.options.max_rss:
             proc.close()
             return
         with self._lock:
@@ -385,6 +395,7 @@ class TaskCall:
                     proc.reply += data
                     if proc.reply.endswith(b"\n"):
                         reply, proc.reply = proc.reply, b""
+                        proc.note_reply(reply)
                         self._drain(proc)
                         self.pool.give(proc)
                         return self._answer(reply, started)

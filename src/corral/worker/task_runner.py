@@ -99,6 +99,20 @@ def _failure(what: str, exc: BaseException) -> str:
     return json.dumps({"ok": False, "error": line.splitlines()[0][:1000], "traceback": text})
 
 
+def _with_rss(reply: str) -> bytes:
+    """The reply (always a JSON object) led by this process's resident memory in bytes: the
+    worker decides on it whether to keep the process, without reading /proc itself."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            rss = int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        rss = -1  # unknown: the worker reads it itself
+    return b'{"rss":%d,' % rss + reply.encode()[1:]
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 def main(argv: list[str]) -> int:
     requests = os.fdopen(int(argv[1]), "rb")
     replies = os.fdopen(int(argv[2]), "wb")
@@ -112,7 +126,7 @@ def main(argv: list[str]) -> int:
         # the task's output is in the pipes before its reply: the worker reads both in order
         sys.stdout.flush()
         sys.stderr.flush()
-        replies.write(reply.encode() + b"\n")
+        replies.write(_with_rss(reply) + b"\n")
         replies.flush()
     return 0
 
