@@ -13,7 +13,7 @@ from typing import Any
 from corral import events
 from corral.auth import Principal
 from corral.combining import Combiner
-from corral.domain.labels import LabelError, check_labels
+from corral.domain.labels import LabelError, check_labels, pairs
 from corral.domain.models import (
     Attempt,
     Job,
@@ -43,7 +43,7 @@ from corral.objects.backend import ObjectBackend
 from corral.objects.names import parse_sha256
 from corral.objects.upload import ObjectUpload
 from corral.registry import Registry
-from corral.scheduler.placement import eligible, expand, why_waiting
+from corral.scheduler.placement import expand, why_waiting
 from corral.secrets import Secrets
 from corral.store import Store
 from corral.store.dataflow import input_refs
@@ -95,7 +95,8 @@ class Coordinator:
         self._projects: dict[str, tuple[float, Project]] = {}
         self._principals: dict[str, tuple[float, Principal]] = {}
         self._found_empty: dict[int, tuple[int, float]] = {}  # worker -> (queue version, when)
-        self._joined: dict[int, Worker] = {}  # workers that joined here: their labels and kinds
+        # workers that joined here: their label pairs ("key=value") and the kinds they allow
+        self._joined: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
         self._queue_lock = threading.Lock()
         # On SQLite, leases and ends asked for at once share one transaction (one writer
         # anyway); PostgreSQL runs them side by side.
@@ -278,13 +279,14 @@ class Coordinator:
             # only entries at the version just before this notice are moved on: if another
             # notice comes in between, the worker's entry falls behind and it asks again
             before = self.hub.version(events.QUEUE)
+            # a subset test per job and worker: a fleet's submit meets every site here
+            wanted = {(frozenset(f"{k}={v}" for k, v in j.selector.items()), j.kind) for j in jobs}
             for worker_id, (version, when) in list(self._found_empty.items()):
-                worker = self._joined.get(worker_id)
-                if (
-                    version == before
-                    and worker is not None
-                    and not any(eligible(j, worker) for j in jobs)
-                ):
+                joined = self._joined.get(worker_id)
+                if version != before or joined is None:
+                    continue
+                labels, allow = joined
+                if not any(kind in allow and need <= labels for need, kind in wanted):
                     self._found_empty[worker_id] = (before + 1, when)
             self.hub.notify(events.QUEUE, *topics)
 
@@ -495,7 +497,7 @@ class Coordinator:
         if bad or not allow:
             raise InvalidInput(f"expected some of {', '.join(KINDS)}", "allow")
         worker = self.store.workers.join(name, checked, slots, list(allow), local=local)
-        self._joined[worker.id] = worker
+        self._joined[worker.id] = (frozenset(pairs(worker.labels)), frozenset(worker.allow))
         self._found_empty.pop(worker.id, None)
         self.store.tokens.revoke_worker(worker.id)
         self._principals.clear()

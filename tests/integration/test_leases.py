@@ -399,6 +399,27 @@ def test_a_submit_sends_only_workers_that_could_take_its_jobs_to_the_store(
     assert asked == [b.id]
 
 
+def test_a_skipped_worker_is_one_no_job_of_the_submit_could_go_to(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # roles are many-valued; kinds count too
+    w = join(coord, admin, "w", allow=("command",), role="app,db")
+    asked = counting_leases(coord, monkeypatch)
+    for job, goes in [
+        ({"command": "true", "on": {"role": "web"}}, False),
+        ({"code": "print(1)", "on": {"role": "db"}}, False),  # a kind w does not allow
+        ({"command": "true", "on": {"role": "db", "zone": "x"}}, False),
+        ({"command": "true", "on": {"role": "db"}}, True),
+    ]:
+        assert coord.lease(w.id, 5) == []  # came back short
+        asked.clear()
+        coord.submit(admin, spec({"x": job}))
+        got = coord.lease(w.id, 5)
+        assert (asked == [w.id]) == goes, job
+        for lease in got:
+            coord.report(w.id, finished=[report(lease)])
+
+
 def test_a_notice_in_between_is_not_lost_to_a_worker_that_could_not_take_the_submit(
     coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:

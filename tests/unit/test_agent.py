@@ -168,5 +168,9 @@ def test_extra_leases_only_while_jobs_are_short() -> None:
     finally:
         agent.stop()
     slow = Agent(FakeLink(), AgentOptions(slots=2))
-    slow._durations.extend([1.0] * 10)  # long jobs: holding extra leases would starve others
+    for _ in range(10):
+        slow._note_duration(1.0)  # long jobs: holding extra leases would starve others
     assert slow._prefetch() == 0
+    for _ in range(32):
+        slow._note_duration(0.001)  # they became short: prefetch again
+    assert slow._prefetch() == 16

@@ -94,6 +94,7 @@ class Agent:
         self._waiting: deque[Slot] = deque()
         self._running = 0
         self._durations: deque[float] = deque(maxlen=32)
+        self._short_jobs = False  # the mean of `_durations` is under PREFETCH_BELOW
         self._pending = Batch()
         self._pending_log_bytes = 0
         self._draining = False
@@ -179,10 +180,16 @@ class Agent:
         Holding a lease for a long job would keep it from an idle worker elsewhere; for jobs
         of a few milliseconds the round trip to lease is the cost that matters.
         """
-        if len(self._durations) < 4:
-            return 0
-        mean = sum(self._durations) / len(self._durations)
-        return self.options.slots * 8 if mean < PREFETCH_BELOW else 0
+        return self.options.slots * 8 if self._short_jobs else 0
+
+    def _note_duration(self, seconds: float) -> None:
+        """A job's run time; `_prefetch` is asked on every look at what the agent wants, so
+        whether jobs are short is worked out here, once per end."""
+        self._durations.append(seconds)
+        self._short_jobs = (
+            len(self._durations) >= 4
+            and sum(self._durations) / len(self._durations) < PREFETCH_BELOW
+        )
 
     def _refill_below(self) -> int:
         extra = self._prefetch()
@@ -451,7 +458,7 @@ class Agent:
 
     def _finished(self, slot: Slot, outcome: Report) -> None:
         with self._lock:
-            self._durations.append(time.time() - slot.started_at)
+            self._note_duration(time.time() - slot.started_at)
             self._pending.finished.append(outcome)
             self._slots.pop(slot.lease.attempt_id, None)
             # count the slot free before the reporter looks: it waits for other ends only
