@@ -55,6 +55,7 @@ class Database:
         # SQLite readers kept checked out between reads, last used first: a checkout from
         # the engine's pool and its return (events, reset) cost more than most reads
         self._idle_readers: list[Connection] = []
+        self._disposed = False
         self.engine = self._create()
 
     def _create(self) -> Engine:
@@ -160,7 +161,12 @@ class Database:
             clean = True
         finally:
             # a reader that failed is not trusted again; nor kept past what the pool allows
-            if clean and not conn.closed and len(self._idle_readers) < READERS_KEPT:
+            if (
+                clean
+                and not self._disposed
+                and not conn.closed
+                and len(self._idle_readers) < READERS_KEPT
+            ):
                 self._idle_readers.append(conn)
             else:
                 conn.close()
@@ -175,6 +181,7 @@ class Database:
                 if self._writer is not None:
                     self._writer.close()
                     self._writer = None
+        self._disposed = True
         while self._idle_readers:
             self._idle_readers.pop().close()
         if self._wal is not None:

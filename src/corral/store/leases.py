@@ -336,7 +336,7 @@ class Leases:
             picked = one_per_host(picked)
         if limited:
             picked = within_parallel(conn, self.db, picked)
-        if now - worker.last_seen > 1.0 or picked:
+        if now - worker.last_seen > 1.0:  # "last seen" to the second: one write a second
             self._seen.execute(conn, {"wid": worker_id})
         if not picked:
             self._idle.add(worker_id)

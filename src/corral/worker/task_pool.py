@@ -150,6 +150,7 @@ class TaskPool:
         self._lock = threading.Lock()
         self._idle: list[_Process] = []
         self._spare_dirs: list[str] = []  # working directories a call left empty, for the next
+        self._sources: dict[tuple[str, str], str] = {}  # (sha256, module) -> its file in the cache
         self._closed = False
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
@@ -174,8 +175,12 @@ class TaskPool:
 
     def source_path(self, sha256: str, module: str) -> str:
         """The task file on disk, fetched from the server once per hash."""
+        known = self._sources.get((sha256, module))
+        if known is not None:
+            return known  # found or written by this pool: no look at the disk per call
         path = Path(self.options.cache_dir) / sha256 / f"{module}.py"
         if path.exists():
+            self._sources[sha256, module] = str(path)
             return str(path)
         try:
             source = self.fetch(sha256)
@@ -188,6 +193,7 @@ class TaskPool:
         with os.fdopen(fd, "wb") as f:
             f.write(source)
         os.replace(tmp, path)
+        self._sources[sha256, module] = str(path)
         return str(path)
 
     def take(self) -> _Process:
