@@ -2,6 +2,11 @@
 
 Waiting is version-based (read the version, act, then wait for a newer one), so a
 notification between acting and waiting is never lost. Works for threads and asyncio alike.
+
+Every run and attempt has topics of its own, so the versions of topics nobody waits on are
+forgotten now and then (a server that ran a million jobs would otherwise keep millions). A
+forgotten topic reads as the hub's floor, which is above every version it forgot: whoever read
+a version before it was forgotten wakes at once (and looks again), never later than it should.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from collections.abc import Callable
 
 QUEUE = "queue"  # jobs became leasable
 WORKERS = "workers"
+
+#: topics remembered before those nobody waits on are forgotten
+FORGET_ABOVE = 20_000
 
 
 def run_topic(run_id: int) -> str:
@@ -43,6 +51,9 @@ class Hub:
         # by topic: with one condition for all, every run's progress woke every leaser
         self._waiters: dict[str, _Waiters] = {}
         self._versions: dict[str, int] = {}
+        self._floor = 0  # the version of every topic not in `_versions`
+        self._forgotten = 0  # how many times topics were forgotten
+        self._forget_at = FORGET_ABOVE  # twice what was kept the last time, at least
         self._async: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
         self._listeners: list[Callable[[str], None]] = []
 
@@ -52,17 +63,30 @@ class Hub:
 
     def version(self, topic: str) -> int:
         with self._lock:
-            return self._versions.get(topic, 0)
+            return self._versions.get(topic, self._floor)
+
+    def mark(self) -> int:
+        """A mark for `told_since`, taken before the topic it asks about exists."""
+        with self._lock:
+            return self._forgotten
+
+    def told_since(self, topic: str, mark: int) -> bool:
+        """Whether `topic` may have been told since `mark` was taken: a topic told at least
+        once is remembered until topics are forgotten, and a forgetting counts as told."""
+        with self._lock:
+            return topic in self._versions or self._forgotten != mark
 
     def notify(self, *topics: str, forward: bool = True) -> None:
         with self._lock:
             for topic in topics:
-                self._versions[topic] = self._versions.get(topic, 0) + 1
+                self._versions[topic] = self._versions.get(topic, self._floor) + 1
                 for loop, fut in self._async.pop(topic, []):
                     loop.call_soon_threadsafe(_resolve, fut)
                 waiting = self._waiters.get(topic)
                 if waiting is not None:
                     waiting.cond.notify_all()
+            if len(self._versions) > self._forget_at:
+                self._forget_locked()
         if forward:
             for callback in self._listeners:
                 for topic in topics:
@@ -76,7 +100,9 @@ class Hub:
                 waiting = self._waiters[topic] = _Waiters(self._lock)
             waiting.count += 1
             try:
-                return waiting.cond.wait_for(lambda: self._versions.get(topic, 0) > since, timeout)
+                return waiting.cond.wait_for(
+                    lambda: self._versions.get(topic, self._floor) > since, timeout
+                )
             finally:
                 waiting.count -= 1
                 if waiting.count == 0:
@@ -85,7 +111,7 @@ class Hub:
     async def wait_async(self, topic: str, since: int, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._versions.get(topic, 0) > since:
+            if self._versions.get(topic, self._floor) > since:
                 return True
             fut: asyncio.Future[None] = loop.create_future()
             self._async.setdefault(topic, []).append((loop, fut))
@@ -100,6 +126,19 @@ class Hub:
                 if not waiters:
                     self._async.pop(topic, None)
             return self.version(topic) > since
+
+    def _forget_locked(self) -> None:
+        """Forget the topics nobody waits on now, except the few fixed ones (no `:`)."""
+        keep = {
+            t: v
+            for t, v in self._versions.items()
+            if ":" not in t or t in self._waiters or t in self._async
+        }
+        self._floor = max(self._versions.values()) + 1
+        self._versions = keep
+        self._forgotten += 1
+        # many waiters at once: not a scan of them all on every notice
+        self._forget_at = max(FORGET_ABOVE, 2 * len(keep))
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -67,12 +67,15 @@ async def submit(request: Request) -> Response:
     spec = parse(body)
     deadline = time.monotonic() + wait
     coord = coordinator(request)
+    mark = coord.hub.mark()
     run = await call(request, coord.submit, who, spec, project)
     if wait > 0 and not run.state.ended:
-        # a new run's end topic has never been told unless the run may have ended since
-        # `submit` read it: at version 0 that reading still stands, and needs no second one
-        version = coord.hub.version(events.run_end_topic(run.id))
-        run = await _until_ended(request, run, deadline, version=version, reread=version > 0)
+        # a new run's end topic is told only once the run may have ended: untold since
+        # the submit, the state the submit read still stands and needs no second reading
+        topic = events.run_end_topic(run.id)
+        version = coord.hub.version(topic)
+        reread = coord.hub.told_since(topic, mark)
+        run = await _until_ended(request, run, deadline, version=version, reread=reread)
         if run.state.ended:
             # what the caller waited for: every job's end and result, in the same answer
             out = run_json(run)
