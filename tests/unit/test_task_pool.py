@@ -62,6 +62,10 @@ def hog(mib):
 KEPT = []
 
 @corral.task
+def getenv(name):
+    return [os.environ.get(name), os.getpid()]
+
+@corral.task
 def keep(mib):
     KEPT.append(b"k" * (mib * 1024 * 1024))  # held after the call returns
     return os.getpid()
@@ -236,6 +240,21 @@ def test_a_process_left_holding_too_much_memory_is_replaced(
     assert big.outcome == "passed" and big.value == small[0]
     # the runner said after its call how much it holds: over the cap, it is not used again
     assert call(pool, sha, "keep", {"mib": 1})[0].value != big.value
+
+
+def test_a_call_sees_its_own_environment_and_nothing_left_from_the_last(
+    pool: TaskPool, sources: Sources
+) -> None:
+    sha = sources.add(SOURCE)
+
+    def env_of(env: dict[str, str]) -> Any:
+        return pool.call(lease(sha, "getenv", {"name": "ONLY_ONCE"}), env, lambda c: None).run()
+
+    first = env_of({"ONLY_ONCE": "here"}).value
+    second = env_of({}).value
+    changed = env_of({"ONLY_ONCE": "again"}).value
+    assert first[1] == second[1] == changed[1]  # the same process each time
+    assert [first[0], second[0], changed[0]] == ["here", None, "again"]
 
 
 def test_processes_are_recycled_after_max_calls(tmp_path: Path, sources: Sources) -> None:

@@ -66,9 +66,7 @@ class Runner:
             fn = self.function(req)
         except BaseException as exc:
             return _failure(f"could not load task module {req.get('module')!r}", exc)
-        os.environ.clear()
-        os.environ.update(self.base_env)
-        os.environ.update(req.get("env") or {})
+        _set_environ({**self.base_env, **(req.get("env") or {})})
         try:
             os.chdir(req.get("cwd") or self.home)
             value = fn(**req["args"])
@@ -87,6 +85,17 @@ class Runner:
                 {"ok": False, "error": f"the task's return value is not JSON-serialisable: {exc}"}
             )
         return '{"ok":true,"result":' + text + "}"
+
+
+def _set_environ(wanted: dict[str, str]) -> None:
+    """Make the environment `wanted`, touching only what differs: most of it is the same from
+    one call to the next, and each change is a call into the C library."""
+    current = dict(os.environ)  # read once: each lookup in os.environ encodes and decodes
+    for key in current.keys() - wanted.keys():
+        del os.environ[key]
+    for key, value in wanted.items():
+        if current.get(key) != value:
+            os.environ[key] = value
 
 
 def _failure(what: str, exc: BaseException) -> str:
