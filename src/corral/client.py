@@ -278,18 +278,13 @@ class Client:
             from corral.domain.runspec import parse_toml
 
             spec = parse_toml(Path(spec).read_text(encoding="utf-8")).to_dict()
-        if wait is None:
-            result: dict[str, Any] = self.http.request(
-                "POST", "/api/v1/runs", json=dict(spec), params=self._params()
-            )
-        else:
-            result = self.http.request(
-                "POST",
-                "/api/v1/runs",
-                json=dict(spec),
-                params=self._params(wait=wait),
-                timeout=wait + 10.0,
-            )
+        result: dict[str, Any] = self.http.request(
+            "POST",
+            "/api/v1/runs",
+            json=dict(spec),
+            params=self._params(wait=wait),
+            timeout=None if wait is None else wait + 10.0,
+        )
         return RunHandle(self, result)
 
     def run(self, ref: str | int) -> dict[str, Any]:

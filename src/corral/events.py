@@ -134,7 +134,7 @@ class Hub:
             for t, v in self._versions.items()
             if ":" not in t or t in self._waiters or t in self._async
         }
-        self._floor = max(self._versions.values()) + 1
+        self._floor = max(self._floor, *self._versions.values()) + 1
         self._versions = keep
         self._forgotten += 1
         # many waiters at once: not a scan of them all on every notice

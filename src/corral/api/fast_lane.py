@@ -2,7 +2,8 @@
 
 Through FastAPI, a submit or a wait passes seven middleware layers, the router's matching
 against every route, and the request and response wrappers around the route: for a run of one
-task job this was about a sixth of the coordinator's CPU (docs/benchmarks.md). Here those two
+task job, about a tenth of the coordinator's time under the interpreter lock went to their own
+code (docs/benchmarks.md). Here those two
 are recognised by method and path and given straight to their route functions, under the same
 body cap and with the same JSON errors. Every other request, and the OpenAPI schema, stays
 FastAPI's.

@@ -119,10 +119,8 @@ async def wait_run(request: Request, ref: str) -> Response:
     topic = events.run_end_topic(int(ref)) if ref.isdigit() else ""
     version = coord.hub.version(topic) if topic else 0
     run = await call(request, coord.run, who, ref)
-    if topic:
-        run = await _until_ended(request, run, deadline, version=version)
-    else:
-        run = await _until_ended(request, run, deadline, reread=True)
+    # by name, the topic is known only now: read its version, then the run again
+    run = await _until_ended(request, run, deadline, version=version, reread=not topic)
     return answer(run_json(run))
 
 

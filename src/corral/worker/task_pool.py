@@ -32,6 +32,7 @@ from corral.worker.executor import Chunk, ExecResult
 
 MAX_RESULT = 1024 * 1024  # bytes of a task's JSON return value
 _READ = 64 * 1024
+KEEP_SOURCE_PATHS = 1024  # task file versions whose place on disk is remembered
 _RSS_EVERY = 0.5  # seconds between memory checks of a running task
 MAX_SPARE_DIRS = 8  # empty working directories kept for the next calls
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "LOGNAME", "PYTHONPATH")
@@ -179,6 +180,8 @@ class TaskPool:
         if known is not None:
             return known  # found or written by this pool: no look at the disk per call
         path = Path(self.options.cache_dir) / sha256 / f"{module}.py"
+        if len(self._sources) >= KEEP_SOURCE_PATHS:
+            self._sources.clear()  # many versions of task files over a long life: start over
         if path.exists():
             self._sources[sha256, module] = str(path)
             return str(path)
