@@ -69,19 +69,20 @@ async def submit(request: Request) -> Response:
     coord = coordinator(request)
     mark = coord.hub.mark()
     run = await call(request, coord.submit, who, spec, project)
-    if wait > 0 and not run.state.ended:
+    if wait <= 0:
+        return answer(run_json(run), 201)
+    if not run.state.ended:
         # a new run's end topic is told only once the run may have ended: untold since
         # the submit, the state the submit read still stands and needs no second reading
         topic = events.run_end_topic(run.id)
         version = coord.hub.version(topic)
         reread = coord.hub.told_since(topic, mark)
         run = await _until_ended(request, run, deadline, version=version, reread=reread)
-        if run.state.ended:
-            # what the caller waited for: every job's end and result, in the same answer
-            out = run_json(run)
-            out["results"] = results_json(await call(request, coord.job_results, run.id))
-            return answer(out, 201)
-    return answer(run_json(run), 201)
+    out = run_json(run)
+    if run.state.ended:
+        # what the caller waited for: every job's end and result, in the same answer
+        out["results"] = results_json(await call(request, coord.job_results, run.id))
+    return answer(out, 201)
 
 
 @router.get("/runs")
