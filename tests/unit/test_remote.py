@@ -63,6 +63,21 @@ class Channel:
             self.closed = True
             self.cond.notify_all()
 
+    def setcallback(self, callback: Any, endmarker: Any) -> None:
+        """As execnet's: every item, then the end marker, given to `callback` on a thread of
+        the channel's own (execnet's receiving thread)."""
+
+        def deliver() -> None:
+            while True:
+                try:
+                    item = self.receive()
+                except EOFError:
+                    callback(endmarker)
+                    return
+                callback(item)
+
+        threading.Thread(target=deliver, daemon=True).start()
+
 
 def _unwatched(_execution: Any) -> None:
     """A job no one may kill (its channel is read by no one)."""

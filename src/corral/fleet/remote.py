@@ -192,33 +192,36 @@ class _Current:
             execution.kill(reason)
 
 
+_CLOSED = object()  # what a kept channel's callback is given when the channel closes
+
+
 def serve_jobs(channel: Any) -> None:
     """A kept channel: ("run", number, spec as JSON) one after another, each answered as
-    `run_job` does; ("kill", number, reason) stops that job if it is the one running."""
+    `run_job` does; ("kill", number, reason) stops that job if it is the one running.
+
+    Messages are taken by a callback on execnet's receiving thread (a kill acts at once, a
+    job is queued for this thread), not by a thread of our own reading the channel: one
+    thread hand-off less per job on the host."""
     jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
     current = _Current()
 
-    def read() -> None:
-        try:
-            while True:
-                message = channel.receive()
-                if message[0] == "run":
-                    jobs.put((message[1], json.loads(message[2])))
-                elif message[0] == "kill":
-                    current.kill(message[1], str(message[2]))
-        except Exception:
-            pass  # the coordinator closed the channel, or the connection dropped
-        current.end("the connection to the coordinator dropped")
-        jobs.put(None)
+    def heard(message: Any) -> None:
+        if message is _CLOSED:  # the coordinator closed the channel, or the connection dropped
+            current.end("the connection to the coordinator dropped")
+            jobs.put(None)
+        elif message[0] == "run":
+            jobs.put((message[1], message[2]))
+        elif message[0] == "kill":
+            current.kill(message[1], str(message[2]))
 
-    threading.Thread(target=read, name="corral-channel", daemon=True).start()
+    channel.setcallback(heard, endmarker=_CLOSED)
     while (job := jobs.get()) is not None:
         number, spec = job
 
         def attach(execution: Any, number: int = int(number)) -> None:
             current.attach(number, execution)
 
-        run_job(channel, spec, attach)
+        run_job(channel, json.loads(spec), attach)
 
 
 def serve(channel: Any) -> None:
