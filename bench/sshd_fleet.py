@@ -67,6 +67,9 @@ def _ensure_user() -> None:
 
 
 def _keygen(path: Path, kind: str = "ed25519") -> None:
+    # a new key each start: a repetition's fleet reuses the directory of the one before
+    for stale in (path, path.with_name(path.name + ".pub")):
+        stale.unlink(missing_ok=True)
     subprocess.run(
         ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "corral-bench", "-f", str(path)]
         + (["-m", "PEM"] if kind == "rsa" else []),
