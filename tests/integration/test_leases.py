@@ -438,3 +438,17 @@ def test_a_notice_in_between_is_not_lost_to_a_worker_that_could_not_take_the_sub
     coord.submit(admin, spec({"x": {"command": "true", "on": {"site": "a"}}}))
     (got,) = coord.lease(b.id, 5)
     assert got.job_name == "y"
+
+
+def test_a_lease_batch_answers_each_worker_in_asking_order(
+    coord: Coordinator, admin: Principal
+) -> None:
+    a = join(coord, admin, "a", site="a")
+    b = join(coord, admin, "b", site="b")
+    coord.submit(admin, spec({"x": {"command": "true", "on": {"site": "b"}}}))
+    # the workers are read together; one unknown worker fails alone
+    got = coord.store.leases.lease_many([(b.id, 5), (999_999, 5), (a.id, 5)], 30.0)
+    first, unknown, last = got
+    assert [x.job_name for x in first] == ["x"]  # type: ignore[union-attr]
+    assert isinstance(unknown, NotFound) and "999999" in str(unknown)
+    assert last == []

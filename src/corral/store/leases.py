@@ -115,14 +115,16 @@ class Leases:
             job_selectors.c.job_id == jobs.c.id,
             not_(job_selectors.c.pair.in_(bindparam("pairs", expanding=True))),
         )
-        self._worker = Prepared(
+        # the workers of a lease batch, read at once (a fleet's sites lease together)
+        self._workers_of = Prepared(
             select(
+                workers.c.id,
                 workers.c.name,
                 workers.c.labels,
                 workers.c.allow,
                 workers.c.draining,
                 workers.c.last_seen,
-            ).where(workers.c.id == bindparam("wid"))
+            ).where(workers.c.id.in_(bindparam("ids", expanding=True)))
         )
         self._pick = (
             select(
@@ -291,9 +293,15 @@ class Leases:
             self.host_schedules_live = fleet
             self.parallel_limits_live = limited
             fresh: set[int] = set()
+            found = self._workers_of.all(conn, {"ids": sorted({asks[i][0] for i in todo})})
+            by_id = {w.id: w for w in found}
             for i in todo:
                 worker_id, max_jobs = asks[i]
-                out[i] = self._lease_in(conn, now, worker_id, max_jobs, ttl, fleet, limited, fresh)
+                worker = by_id.get(worker_id)
+                if worker is None:
+                    out[i] = NotFound(f"no worker {worker_id}")
+                    continue
+                out[i] = self._lease_in(conn, now, worker, max_jobs, ttl, fleet, limited, fresh)
             if fresh:
                 # once, at the end, in id order: the runs' row locks in the order finish takes them
                 mark_started(conn, self.db, fresh)
@@ -308,19 +316,18 @@ class Leases:
         self,
         conn: Connection,
         now: float,
-        worker_id: int,
+        worker: Any,
         max_jobs: int,
         ttl: float,
         fleet: bool,
         limited: bool,
         fresh: set[int],
-    ) -> list[Lease] | NotFound:
-        """One worker's leases inside the caller's transaction (`fleet`, `limited`: whether a
-        live run has a host schedule, or a max_parallel); adds the runs it starts to `fresh`."""
+    ) -> list[Lease]:
+        """One worker's leases (its row as read in this transaction) inside the caller's
+        transaction (`fleet`, `limited`: whether a live run has a host schedule, or a
+        max_parallel); adds the runs it starts to `fresh`."""
+        worker_id = worker.id
         self._touched[worker_id] = time.monotonic()
-        worker = self._worker.first(conn, {"wid": worker_id})
-        if worker is None:
-            return NotFound(f"no worker {worker_id}")
         if worker.draining:
             return []
         picked = self._picks[fleet, limited].all(
