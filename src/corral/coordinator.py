@@ -665,17 +665,21 @@ class Coordinator:
         # later than the next retry's back-off ends
         return max(0.0, min(left, 5.0, self._retry_due - time.time()))
 
-    def start(self, worker_id: int, items: Sequence[tuple[int, str, float]]) -> list[int]:
+    def start(
+        self, worker_id: int | Sequence[int], items: Sequence[tuple[int, str, float]]
+    ) -> list[int]:
         lost = self.store.leases.start(items)
         if len(lost) < len(items):
             self.hub.notify(*{events.attempt_topic(a) for a, _, _ in items})
         return lost
 
-    def heartbeat(self, worker_id: int, items: Sequence[tuple[int, str]]) -> list[int]:
-        self.store.workers.touch(worker_id)
+    def heartbeat(
+        self, worker_id: int | Sequence[int], items: Sequence[tuple[int, str]]
+    ) -> list[int]:
+        self.store.workers.touch(*([worker_id] if isinstance(worker_id, int) else worker_id))
         return self.store.leases.heartbeat(items, self.lease_ttl)
 
-    def append_log(self, worker_id: int, chunks: Sequence[Upload]) -> list[int]:
+    def append_log(self, worker_id: int | Sequence[int], chunks: Sequence[Upload]) -> list[int]:
         lost = self.store.logs.append(chunks)
         self.hub.notify(*{events.attempt_topic(c.attempt_id) for c in chunks})
         return lost
@@ -691,7 +695,9 @@ class Coordinator:
             at += len(reports)
         return out
 
-    def finish(self, worker_id: int, reports: Sequence[Report]) -> list[Ended | LeaseLost]:
+    def finish(
+        self, worker_id: int | Sequence[int], reports: Sequence[Report]
+    ) -> list[Ended | LeaseLost]:
         if self._finish_together is not None:
             results = self._finish_together(list(reports))
         else:
@@ -701,7 +707,7 @@ class Coordinator:
 
     def report(
         self,
-        worker_id: int,
+        worker_id: int | Sequence[int],
         *,
         started: Sequence[tuple[int, str, float]] = (),
         logs: Sequence[Upload] = (),
@@ -713,6 +719,9 @@ class Coordinator:
         """Everything a worker has to say, in the order that keeps it right: starts, then logs
         (before the ends they belong to), heartbeats, ends, releases. An empty report still
         tells that the worker is alive. Returns the attempts it no longer holds, and the ends.
+
+        In-process workers may report together (a fleet's sites, one report for all of them):
+        `worker_id` is then the list of them, every one of them alive.
         """
         lost: set[int] = set()
         if started:
@@ -729,7 +738,9 @@ class Coordinator:
             self.release(worker_id, released, reason)
         return sorted(lost), results
 
-    def release(self, worker_id: int, items: Sequence[tuple[int, str]], reason: str) -> list[int]:
+    def release(
+        self, worker_id: int | Sequence[int], items: Sequence[tuple[int, str]], reason: str
+    ) -> list[int]:
         requeued = self.store.leases.release(items, reason)
         self.hub.notify(events.QUEUE, *(events.attempt_topic(a) for a, _ in items))
         return requeued

@@ -24,13 +24,17 @@ def _sites(coord: Coordinator, names: list[str]) -> tuple[FleetLeaser, dict[str,
     for name in names:
         host = Host(site=name, ssh=f"nobody@{name}")
         link = HostLink(coord, host, Transport(host))
-        agents[name] = HostAgent(link, AgentOptions(slots=HOST_SLOTS), leaser)
+        agent = HostAgent(link, AgentOptions(slots=HOST_SLOTS), leaser)
+        # the job would be sent to the host now: here it is only held
+        agent._launch = lambda slot: None  # type: ignore[method-assign]
+        agents[name] = agent
     leaser.agents = list(agents.values())
     return leaser, agents
 
 
 def _waiting(agent: HostAgent) -> list[str]:
-    return [slot.lease.job_name for slot in agent._waiting]
+    """The jobs the site holds leases for."""
+    return [slot.lease.job_name for slot in agent._slots.values()]
 
 
 def test_one_store_call_leases_for_every_site_that_wants_work(
@@ -74,7 +78,7 @@ def test_a_draining_site_wants_nothing_and_hands_back_what_it_is_given(
     agent.drain()
     assert agent.wanted() == 0
     agent.accept([lease])  # leased just as the drain began
-    assert not agent._waiting
+    assert not agent._slots
     assert agent._pending.released == [(lease.attempt_id, lease.token)]
     assert run.id == lease.run_id
 

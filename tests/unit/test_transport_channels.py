@@ -40,10 +40,11 @@ def test_jobs_on_a_host_take_turns_on_one_kept_channel(host: transport.Transport
     first, out1 = _run(host, "echo one")
     assert first.outcome == "passed" and out1 == ["one\n"]
     assert len(host._idle) == 1
-    kept = host._idle[0][1]
+    kept = host._idle[0]
     second, out2 = _run(host, "echo two")
     assert second.outcome == "passed" and out2 == ["two\n"]
-    assert host._idle == [(host._gateway, kept)]  # the same channel, back again
+    assert host._idle == [kept]  # the same channel, back again
+    assert kept.gateway is host._gateway
 
 
 def test_a_late_kill_does_not_stop_the_next_job(host: transport.Transport) -> None:
@@ -52,17 +53,39 @@ def test_a_late_kill_does_not_stop_the_next_job(host: transport.Transport) -> No
     spec = {"command": "true", "env": {}, "grace": 0.1}
     done = transport.RemoteExecution(host, spec, lambda c: None)
     assert done.run().outcome == "passed"
-    channel = host._idle[0][1]
+    kept = host._idle[0]
+    heard = Heard()
+    kept.attach(heard)  # type: ignore[arg-type]
     # the next job is under way when the kill of the one before, which crossed its end on
     # the wire, comes in: it must run on
-    channel.send(("run", done._number + 1, json.dumps({"command": "sleep 0.3; echo fine"})))
-    channel.send(("kill", done._number, "too late"))
-    messages = []
-    while not messages or messages[-1][0] != "end":
-        messages.append(channel.receive(30))
-    end = json.loads(messages[-1][1])["result"]
-    assert end["outcome"] == "passed"
-    assert [m[3] for m in messages if m[0] == "out"] == ["fine\n"]
+    number = next(host._numbers)
+    kept.channel.send(("run", number, json.dumps({"command": "sleep 0.3; echo fine"})))
+    kept.channel.send(("kill", number - 1, "too late"))
+    assert heard.done.wait(30)
+    assert json.loads(heard.end)["result"]["outcome"] == "passed"
+    assert heard.out == ["fine\n"]
+
+
+class Heard:
+    """What a job channel's callback hands to the job running on it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.out: list[str] = []
+        self.end = ""
+        self.done = threading.Event()
+
+    def on_output(self, chunk: Chunk) -> None:
+        self.out.append(chunk.data)
+
+    def remote_end(self, job_channel: object, text: str) -> None:
+        self.end = text
+        self.done.set()
+
+    def lost(self, job_channel: object, why: str) -> None:
+        self.end = why
+        self.done.set()
 
 
 def test_a_killed_job_ends_and_its_channel_serves_the_next(host: transport.Transport) -> None:

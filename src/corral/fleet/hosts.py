@@ -16,9 +16,9 @@ from corral.domain.models import Lease, Report
 from corral.fleet.inventory import Host, Inventory
 from corral.fleet.transport import HostState, RemoteExecution, Transport
 from corral.store.shared import Shared, shared_result
-from corral.worker.agent import Agent, AgentOptions, Runnable, Slot
+from corral.worker.agent import LOG_FLUSH_INTERVAL, Agent, AgentOptions, Runnable, Slot
 from corral.worker.executor import Chunk
-from corral.worker.link import LocalLink
+from corral.worker.link import Batch, LocalLink
 
 log = logging.getLogger("corral.fleet")
 
@@ -35,21 +35,78 @@ class HostLink(LocalLink):
 
 
 class HostAgent(Agent):
-    """The worker agent of one site: heartbeats and reports as usual; runs over SSH. Its
-    leases come from the fleet's one leaser (`FleetLeaser`)."""
+    """The worker agent of one site; runs over SSH. Its leases come from the fleet's one
+    leaser (`FleetLeaser`), and its starts, logs, heartbeats and ends go out in the fleet's
+    one report (`FleetReporter`)."""
 
     leases_itself = False
+    reports_itself = False
+    runs_in_threads = False
 
-    def __init__(self, link: HostLink, options: AgentOptions, leaser: FleetLeaser) -> None:
+    def __init__(
+        self,
+        link: HostLink,
+        options: AgentOptions,
+        leaser: FleetLeaser,
+        reporter: FleetReporter | None = None,
+    ) -> None:
         super().__init__(link, options)
         self.worker_id = link.worker_id
         self.host = link.transport.host
         self.transport = link.transport
         self.shared = Shared(link.coord.store.db)
         self.leaser = leaser
+        self.reporter = reporter or FleetReporter(link.coord)
+        self.reporter.agents.append(self)
 
     def _may_want_more(self) -> None:
         self.leaser.poke()
+        self.reporter.poke()
+
+    def _wake_all(self) -> None:
+        super()._wake_all()
+        self.reporter.poke()
+
+    def accept(self, leases: list[Lease]) -> None:
+        """Leases made for this site: each job is sent to the host at once, from the leaser's
+        thread, and ends in a callback (no thread per running job). A host not connected yet
+        is connected to from a thread of its own, so that one slow host holds up no other."""
+        with self._lock:
+            if self._draining:
+                self._pending.released.extend((x.attempt_id, x.token) for x in leases)
+                self._wake_all()
+                return
+            slots = []
+            for lease in leases:
+                slot = Slot(lease)
+                self._slots[lease.attempt_id] = slot
+                self._running += 1
+                slots.append(slot)
+        warm = self.transport.warm()
+        for slot in slots:
+            if warm:
+                self._launch(slot)
+            else:
+                threading.Thread(
+                    target=self._launch, args=(slot,), name="corral-connect", daemon=True
+                ).start()
+
+    def _launch(self, slot: Slot) -> None:
+        lease = slot.lease
+        try:
+            execution = self.transport.execution(
+                self.remote_spec(lease), lambda c: self._output(slot, c)
+            )
+            slot.execution = execution
+            if slot.stop_reason:
+                execution.kill(slot.stop_reason)
+            execution.begin(lambda result: self._ended(slot, result))
+        except Exception as exc:  # a spec the host cannot take, or a bug: the job fails alone
+            if not isinstance(exc, ValueError):
+                log.exception("starting a job on %s failed", self.host.site)
+            self._finished(
+                slot, Report(lease.attempt_id, lease.token, "failed", None, str(exc), time.time())
+            )
 
     def _finished(self, slot: Slot, outcome: Report) -> None:
         # the values go with the end, in its transaction: the jobs it makes ready read them
@@ -180,6 +237,93 @@ class FleetLeaser:
                 agent.accept(got)
 
 
+class FleetReporter:
+    """One thread reporting for every site at once: what all of them have to say (starts,
+    logs, heartbeats, ends, releases) in one call to the coordinator, instead of a thread and
+    a report per site woken at each job's end. Ends that come in while a report is being
+    made go out together in the next one."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        self.agents: list[HostAgent] = []
+        self._cond = threading.Condition()
+        self._dirty = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def poke(self) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._loop, name="corral-fleet-reporter", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """After the agents have stopped (or been given up on): nothing more is reported."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+    def _loop(self) -> None:
+        interval = min((a.heartbeat_interval() for a in self.agents), default=10.0)
+        next_beat = time.monotonic() + interval
+        while True:
+            with self._cond:
+                wait = min(next_beat - time.monotonic(), LOG_FLUSH_INTERVAL)
+                if not self._dirty and not self._stopped and wait > 0:
+                    self._cond.wait(wait)
+                if self._stopped:
+                    return
+                self._dirty = False
+            now = time.monotonic()
+            beat = now >= next_beat
+            if beat:
+                next_beat = now + interval
+            try:
+                self._report_round(beat)
+            except Exception as exc:  # the store may be away for a moment: try again soon
+                log.error("reporting for the fleet failed: %s", exc)
+                time.sleep(0.5)
+                self.poke()
+
+    def _report_round(self, beat: bool) -> None:
+        batches: list[tuple[HostAgent, Batch]] = []
+        for agent in self.agents:
+            if agent.wait_stopped(0):
+                continue
+            batch, done = agent.collect(beat)
+            if done:
+                agent.stop_reporting()
+            elif batch:
+                batches.append((agent, batch))
+        if not batches:
+            return
+        try:
+            lost, _ = self.coordinator.report(
+                [a.worker_id for a, b in batches if b.heartbeats],
+                started=[x for _, b in batches for x in b.started],
+                logs=[x for _, b in batches for x in b.logs],
+                heartbeats=[x for _, b in batches for x in b.heartbeats],
+                finished=[x for _, b in batches for x in b.finished],
+                released=[x for _, b in batches for x in b.released],
+                reason="the worker was stopped before the job ended",
+            )
+        except Exception:
+            # nothing of it was lost: each agent says it again in the next round
+            for agent, batch in batches:
+                agent.say_again(batch)
+            raise
+        if lost:
+            for agent, _ in batches:
+                agent.lost(lost)
+
+
 class Fleet:
     """Every site of the inventory, each a worker with its own warm SSH connection."""
 
@@ -191,18 +335,23 @@ class Fleet:
         self.transports = {h.site: Transport(h, ssh_config) for h in inventory.hosts}
         self.agents: list[HostAgent] = []
         self.leaser = FleetLeaser(coordinator)
+        self.reporter = FleetReporter(coordinator)
         self._lock = threading.Lock()
 
     def start(self, long_poll: float = 20.0) -> None:
         for host in self.inventory.hosts:
             link = HostLink(self.coordinator, host, self.transports[host.site])
             agent = HostAgent(
-                link, AgentOptions(slots=HOST_SLOTS, long_poll=long_poll), self.leaser
+                link,
+                AgentOptions(slots=HOST_SLOTS, long_poll=long_poll),
+                self.leaser,
+                self.reporter,
             )
             agent.start()
             self.agents.append(agent)
         self.leaser.agents = list(self.agents)
         self.leaser.start()
+        self.reporter.start()
 
     def stop(self, reason: str = "corral serve stopped") -> None:
         self.leaser.stop()
@@ -210,6 +359,7 @@ class Fleet:
             agent.stop(reason)
         for agent in self.agents:
             agent.wait_stopped(10.0)
+        self.reporter.stop()
         for transport in self.transports.values():
             transport.close()
 

@@ -101,7 +101,7 @@ class Transport:
         self._error = ""
         self._about: dict[str, Any] = {}
         self._latency: float | None = None
-        self._idle: list[tuple[Any, Any]] = []  # (gateway, job channel) free for the next job
+        self._idle: list[JobChannel] = []  # job channels free for the next job
         self._numbers = itertools.count(1)  # the jobs sent on this host's channels
 
     # -- the gateway -------------------------------------------------------------------
@@ -145,30 +145,35 @@ class Transport:
         )
         return gw
 
-    def job_channel(self) -> tuple[Any, Any, int]:
-        """A job channel (a kept one, or a new one), its gateway, and a number for the job.
+    def job_channel(self) -> tuple[JobChannel, int]:
+        """A job channel (a kept one, or a new one) and a number for the job.
 
         Opening a channel costs the host a thread and a compile, a millisecond of its CPU a
         job; a kept channel runs the next job for a message."""
         gw = self.gateway()
         with self._lock:
             while self._idle:
-                owner, channel = self._idle.pop()
-                if owner is gw and not channel.isclosed():
-                    return gw, channel, next(self._numbers)
+                kept = self._idle.pop()
+                if kept.gateway is gw and not kept.channel.isclosed():
+                    return kept, next(self._numbers)
             number = next(self._numbers)
         channel = gw.remote_exec(JOB_CHANNEL)
         channel.send(("jobs",))
-        return gw, channel, number
+        return JobChannel(gw, channel), number
 
-    def keep(self, gw: Any, channel: Any) -> None:
+    def keep(self, job_channel: JobChannel) -> None:
         """A job channel whose job has ended, back for the next job (or closed)."""
         with self._lock:
-            if gw is self._gateway and len(self._idle) < KEEP_CHANNELS:
-                self._idle.append((gw, channel))
+            if job_channel.gateway is self._gateway and len(self._idle) < KEEP_CHANNELS:
+                self._idle.append(job_channel)
                 return
         with contextlib.suppress(Exception):
-            channel.close()
+            job_channel.channel.close()
+
+    def warm(self) -> bool:
+        """Connected now: a job starts with a message, without waiting to connect."""
+        with self._lock:
+            return self._gateway is not None and self._gateway.hasreceiver()
 
     def backoff_left(self) -> float:
         """Seconds until the next try to connect is allowed (0 when connected or due)."""
@@ -247,8 +252,43 @@ class Transport:
         return RemoteExecution(self, spec, on_output)
 
 
+_CLOSED = object()  # what a job channel's callback is given when the channel closes
+
+
+class JobChannel:
+    """A job channel of a host, kept for one job after another. Its messages are taken by a
+    callback on execnet's receiving thread and go straight to the job running on it now: no
+    thread of ours waits on the channel, and a job's end is handled as it arrives."""
+
+    def __init__(self, gateway: Any, channel: Any) -> None:
+        self.gateway = gateway
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._current: RemoteExecution | None = None
+        channel.setcallback(self._heard, endmarker=_CLOSED)
+
+    def attach(self, execution: RemoteExecution) -> None:
+        with self._lock:
+            self._current = execution
+
+    def _heard(self, message: Any) -> None:
+        with self._lock:
+            execution = self._current
+            if message is _CLOSED or message[0] == "end":
+                self._current = None
+        if execution is None:
+            return  # between jobs: nothing is waiting for it
+        if message is _CLOSED:
+            execution.lost(self, "the connection dropped")
+        elif message[0] == "out":
+            execution.on_output(Chunk(message[1], message[2], message[3]))
+        elif message[0] == "end":
+            execution.remote_end(self, message[1])
+
+
 class RemoteExecution:
-    """One attempt on the host, shaped like the executor's Execution (run once, kill any time)."""
+    """One attempt on the host, shaped like the executor's Execution (run once, kill any time),
+    and also started without a thread of its own (`begin`): its end comes to a callback."""
 
     def __init__(
         self, transport: Transport, spec: dict[str, Any], on_output: Callable[[Chunk], None]
@@ -261,6 +301,9 @@ class RemoteExecution:
         self._channel: Any = None
         self._number = 0
         self._kill: str | None = None
+        self._on_end: Callable[[ExecResult], None] = lambda result: None
+        self._started = 0.0
+        self._ended = False
 
     def kill(self, reason: str = "killed") -> None:
         with self._lock:
@@ -274,62 +317,94 @@ class RemoteExecution:
                 channel.send(("kill", number, reason))
 
     def run(self) -> ExecResult:
-        started = time.time()
+        """Run it and wait for its end."""
+        done = threading.Event()
+        box: list[ExecResult] = []
+
+        def ended(result: ExecResult) -> None:
+            box.append(result)
+            done.set()
+
+        self.begin(ended)
+        done.wait()
+        return box[0]
+
+    def begin(self, on_end: Callable[[ExecResult], None]) -> None:
+        """Send the job to the host and return; `on_end(result)` is called once, when it has
+        ended (on execnet's receiving thread, or here when it could not start)."""
+        self._started = started = time.time()
+        self._on_end = on_end
         site = self.transport.host.site
         with self._lock:
             if self._kill is not None:
-                return _ended("failed", self._kill, started)
+                self._end(_ended("failed", self._kill, started))
+                return
         try:
-            gw, channel, number = self.transport.job_channel()
+            job_channel, number = self.transport.job_channel()
         except Unreachable as exc:
-            return _ended("failed", str(exc), started)
+            self._end(_ended("failed", str(exc), started))
+            return
         except Exception as exc:
             self.transport.dropped(_describe(exc))
-            return _ended("failed", f"cannot start the job on {site}: {_describe(exc)}", started)
+            self._end(
+                _ended("failed", f"cannot start the job on {site}: {_describe(exc)}", started)
+            )
+            return
         with self._lock:
-            self._channel, self._number = channel, number
+            self._channel, self._number = job_channel.channel, number
             kill = self._kill
-        ended = False
+        job_channel.attach(self)
         try:
-            channel.send(("run", number, json.dumps(self.spec)))
+            job_channel.channel.send(("run", number, json.dumps(self.spec)))
             if kill is not None:
-                channel.send(("kill", number, kill))
-            while True:
-                message = channel.receive()
-                if message[0] == "out":
-                    self.on_output(Chunk(message[1], message[2], message[3]))
-                elif message[0] == "end":
-                    ended = True
-                    done = json.loads(message[1])
-                    self.shared = dict(done["shared"])
-                    r = done["result"]
-                    return ExecResult(
-                        outcome=r["outcome"],
-                        exit_code=r["exit_code"],
-                        reason=r["reason"],
-                        started_at=r["started_at"],
-                        finished_at=r["finished_at"],
-                        resources=r["resources"],
-                        output_bytes=r["output_bytes"],
-                        truncated=r["truncated"],
-                    )
+                job_channel.channel.send(("kill", number, kill))
         except Exception as exc:
-            why = _describe(exc)
-            self.transport.dropped(why)
-            return _ended(
+            self.lost(job_channel, _describe(exc))
+
+    def remote_end(self, job_channel: JobChannel, text: str) -> None:
+        """The host's end of the job: its result and the values it published."""
+        done = json.loads(text)
+        self.shared = dict(done["shared"])
+        r = done["result"]
+        with self._lock:
+            self._channel = None
+        self.transport.keep(job_channel)
+        self._end(
+            ExecResult(
+                outcome=r["outcome"],
+                exit_code=r["exit_code"],
+                reason=r["reason"],
+                started_at=r["started_at"],
+                finished_at=r["finished_at"],
+                resources=r["resources"],
+                output_bytes=r["output_bytes"],
+                truncated=r["truncated"],
+            )
+        )
+
+    def lost(self, job_channel: JobChannel, why: str) -> None:
+        """The channel (or the whole connection) went before the job's end came."""
+        with self._lock:
+            self._channel = None
+        self.transport.dropped(why)
+        with contextlib.suppress(Exception):  # a channel of a connection that is gone
+            job_channel.channel.close()
+        site = self.transport.host.site
+        self._end(
+            _ended(
                 "failed",
                 f"lost the SSH connection to {site} mid-job ({why}); "
                 "the job's processes on the host were killed with it",
-                started,
+                self._started,
             )
-        finally:
-            with self._lock:
-                self._channel = None
-            if ended:
-                self.transport.keep(gw, channel)
-            else:
-                with contextlib.suppress(Exception):  # a channel of a connection that is gone
-                    channel.close()
+        )
+
+    def _end(self, result: ExecResult) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._on_end(result)
 
 
 def _ended(outcome: str, reason: str, started: float) -> ExecResult:

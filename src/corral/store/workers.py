@@ -86,8 +86,12 @@ class Workers:
             if done.rowcount != 1:
                 raise NotFound(f"no worker {worker_id}")
 
-    def touch(self, worker_id: int) -> None:
+    def touch(self, *worker_ids: int) -> None:
+        if not worker_ids:
+            return
         with self.db.write(durable=False) as conn:
             conn.execute(
-                update(workers).where(workers.c.id == worker_id).values(last_seen=self.db.now_sql())
+                update(workers)
+                .where(workers.c.id.in_(worker_ids))
+                .values(last_seen=self.db.now_sql())
             )

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -108,14 +108,20 @@ class Agent:
 
     # -- public --------------------------------------------------------------------------
 
-    #: whether the agent leases for itself; a fleet's sites are leased for all at once
+    #: whether the agent leases and reports for itself; a fleet's sites are leased for, and
+    #: report, all at once
     leases_itself = True
+    reports_itself = True
+    #: whether each slot is a thread that waits for its job's end; a fleet host's jobs end in
+    #: a callback instead
+    runs_in_threads = True
 
     def start(self) -> None:
-        targets = [(self._report_loop, "reporter")]
+        targets = [(self._report_loop, "reporter")] if self.reports_itself else []
         if self.leases_itself:
             targets.insert(0, (self._lease_loop, "leaser"))
-        targets += [(self._runner, f"slot-{i}") for i in range(self.options.slots)]
+        if self.runs_in_threads:
+            targets += [(self._runner, f"slot-{i}") for i in range(self.options.slots)]
         for target, name in targets:
             t = threading.Thread(target=target, name=f"corral-{name}", daemon=True)
             t.start()
@@ -298,11 +304,14 @@ class Agent:
         self._run_execution(slot, execution)
 
     def _run_execution(self, slot: Slot, execution: Runnable) -> None:
-        lease = slot.lease
         slot.execution = execution
         if slot.stop_reason:
             execution.kill(slot.stop_reason)
-        result = execution.run()
+        self._ended(slot, execution.run())
+
+    def _ended(self, slot: Slot, result: ExecResult) -> None:
+        """A slot's job has ended: its end goes to the reporter (or, stopping, its lease back)."""
+        lease = slot.lease
         if self._stopping and result.outcome == "canceled":
             with self._lock:
                 self._pending.released.append((lease.attempt_id, lease.token))
@@ -470,47 +479,79 @@ class Agent:
 
     # -- reporting -----------------------------------------------------------------------
 
+    def heartbeat_interval(self) -> float:
+        return max(min(self.link.lease_ttl / 3.0, 10.0), 0.05)
+
     def _report_loop(self) -> None:
-        interval = max(min(self.link.lease_ttl / 3.0, 10.0), 0.05)
+        interval = self.heartbeat_interval()
         next_beat = time.monotonic() + interval
         while True:
             with self._lock:
                 timeout = min(next_beat - time.monotonic(), LOG_FLUSH_INTERVAL)
-                if (
-                    not self._pending.finished
-                    and not self._pending.released
-                    and self._pending_log_bytes < REPORT_LOG_BYTES
-                    and timeout > 0
-                ):
+                if not self._has_news() and timeout > 0:
                     self._news.wait(timeout)
                 if self._pending.finished and self._prefetch() and self._running:
                     # a stream of short jobs: let a few more ends join this report
                     self._news.wait(COALESCE_ENDS)
                 now = time.monotonic()
-                batch, self._pending = self._pending, Batch()
-                self._split_logs(batch)
-                wall = time.time()
-                for slot in self._slots.values():
-                    if slot.execution is None:
-                        continue  # still waiting for a free slot
-                    if not slot.start_reported and wall - slot.started_at >= START_REPORT_DELAY:
-                        slot.start_reported = True
-                        batch.started.append(
-                            (slot.lease.attempt_id, slot.lease.token, slot.started_at)
-                        )
-                if now >= next_beat:
+                beat = now >= next_beat
+                if beat:
                     next_beat = now + interval
-                    batch.heartbeats = [
-                        (s.lease.attempt_id, s.lease.token) for s in self._slots.values()
-                    ]
-                done = self._draining and not self._slots and not batch
+                batch, done = self._collect_locked(beat)
             if done:
-                self._close_tasks()
-                self._stopped.set()
+                self.stop_reporting()
                 return
             if not batch:
                 continue
             self._send(batch)
+
+    def _has_news(self) -> bool:
+        """Something to report before the next flush is due (the caller holds the lock)."""
+        return bool(
+            self._pending.finished
+            or self._pending.released
+            or self._pending_log_bytes >= REPORT_LOG_BYTES
+        )
+
+    def collect(self, beat: bool) -> tuple[Batch, bool]:
+        with self._lock:
+            return self._collect_locked(beat)
+
+    def _collect_locked(self, beat: bool) -> tuple[Batch, bool]:
+        """What to report now (with heartbeats for every lease held when `beat`), and whether
+        the agent is done: draining, with nothing held and nothing left to say."""
+        batch, self._pending = self._pending, Batch()
+        self._split_logs(batch)
+        wall = time.time()
+        for slot in self._slots.values():
+            if slot.execution is None:
+                continue  # still waiting for a free slot
+            if not slot.start_reported and wall - slot.started_at >= START_REPORT_DELAY:
+                slot.start_reported = True
+                batch.started.append((slot.lease.attempt_id, slot.lease.token, slot.started_at))
+        if beat:
+            batch.heartbeats = [(s.lease.attempt_id, s.lease.token) for s in self._slots.values()]
+        done = self._draining and not self._slots and not batch
+        return batch, done
+
+    def say_again(self, batch: Batch) -> None:
+        """A report that did not go out: what it held goes first in the next one (each part
+        is safe to say twice: the coordinator records it once)."""
+        with self._lock:
+            p = self._pending
+            self._pending = Batch(
+                started=batch.started + p.started,
+                heartbeats=batch.heartbeats + p.heartbeats,
+                logs=batch.logs + p.logs,
+                finished=batch.finished + p.finished,
+                released=batch.released + p.released,
+            )
+            self._pending_log_bytes += sum(len(c.data) for c in batch.logs)
+
+    def stop_reporting(self) -> None:
+        """Drained: nothing held, everything said."""
+        self._close_tasks()
+        self._stopped.set()
 
     def _split_logs(self, batch: Batch) -> None:
         """Keep at most REPORT_LOG_BYTES of logs in this batch; the rest waits for the next."""
@@ -539,7 +580,11 @@ class Agent:
                 if self._offline_too_long(str(exc)):
                     return
                 time.sleep(0.5)
-        for attempt_id in answer.lost:
+        self.lost(answer.lost)
+
+    def lost(self, attempt_ids: Sequence[int]) -> None:
+        """Stop the attempts among these that this agent runs: their leases are gone."""
+        for attempt_id in attempt_ids:
             with self._lock:
                 slot = self._slots.get(attempt_id)
             if slot is not None and slot.execution is not None:
