@@ -11,7 +11,7 @@ from integration_helpers import spec
 from corral import events
 from corral.auth import Principal
 from corral.coordinator import Coordinator
-from corral.fleet.hosts import HOST_SLOTS, FleetLeaser, HostAgent, HostLink
+from corral.fleet.hosts import HOST_SLOTS, FleetLeaser, FleetReporter, HostAgent, HostLink
 from corral.fleet.inventory import Host
 from corral.fleet.transport import Transport
 from corral.worker.agent import AgentOptions
@@ -20,11 +20,12 @@ from corral.worker.agent import AgentOptions
 def _sites(coord: Coordinator, names: list[str]) -> tuple[FleetLeaser, dict[str, HostAgent]]:
     """Site agents whose threads are not started: the test runs the leaser's rounds itself."""
     leaser = FleetLeaser(coord)
+    reporter = FleetReporter(coord)
     agents = {}
     for name in names:
         host = Host(site=name, ssh=f"nobody@{name}")
         link = HostLink(coord, host, Transport(host))
-        agent = HostAgent(link, AgentOptions(slots=HOST_SLOTS), leaser)
+        agent = HostAgent(link, AgentOptions(slots=HOST_SLOTS), leaser, reporter)
         # the job would be sent to the host now: here it is only held
         agent._launch = lambda slot: None  # type: ignore[method-assign]
         agents[name] = agent
@@ -91,3 +92,78 @@ def test_a_queue_notice_or_a_freed_slot_wakes_the_leaser(coord: Coordinator) -> 
     leaser._dirty = False
     coord.hub.notify("run:1")
     assert not leaser._dirty
+
+
+def _ended_here(agent: HostAgent, outcome: str = "passed") -> None:
+    """Every job the site holds ends as a host's callback would end it."""
+    from corral.worker.executor import ExecResult
+
+    for slot in list(agent._slots.values()):
+        now = time.time()
+        agent._ended(slot, ExecResult(outcome, 0, "", now, now, {}, 0, False))
+
+
+def test_one_report_says_every_sites_ends(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaser, agents = _sites(coord, ["web1", "web2", "web3"])
+    run = coord.submit(
+        admin,
+        spec({s: {"command": "true", "on": {"site": s}} for s in ("web1", "web2", "web3")}),
+    )
+    leaser._lease_round()
+    for agent in agents.values():
+        _ended_here(agent)
+    calls: list[Any] = []
+    real = coord.report
+
+    def counted(worker_id: Any, **kwargs: Any) -> Any:
+        calls.append((worker_id, len(kwargs["finished"])))
+        return real(worker_id, **kwargs)
+
+    monkeypatch.setattr(coord, "report", counted)
+    reporter = agents["web1"].reporter
+    reporter._report_round(beat=False)
+    assert calls == [([], 3)]  # one call for the three sites; no heartbeat was due
+    assert coord.store.runs.get(run.id).state.value == "passed"
+    assert all(not a._slots and not a._pending for a in agents.values())
+
+
+def test_a_report_that_failed_is_said_again_in_the_next(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaser, agents = _sites(coord, ["web1", "web2"])
+    run = coord.submit(
+        admin, spec({s: {"command": "true", "on": {"site": s}} for s in ("web1", "web2")})
+    )
+    leaser._lease_round()
+    for agent in agents.values():
+        _ended_here(agent)
+    real = coord.report
+
+    def away(worker_id: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the store is away")
+
+    monkeypatch.setattr(coord, "report", away)
+    reporter = agents["web1"].reporter
+    with pytest.raises(RuntimeError):
+        reporter._report_round(beat=True)
+    assert coord.store.runs.get(run.id).state.value != "passed"
+    monkeypatch.setattr(coord, "report", real)
+    reporter._report_round(beat=False)
+    assert coord.store.runs.get(run.id).state.value == "passed"
+
+
+def test_a_drained_site_stops_once_its_ends_are_reported(
+    coord: Coordinator, admin: Principal
+) -> None:
+    leaser, agents = _sites(coord, ["web1"])
+    agent = agents["web1"]
+    coord.submit(admin, spec({"a": {"command": "true", "on": {"site": "web1"}}}))
+    leaser._lease_round()
+    agent.drain()
+    _ended_here(agent)
+    assert not agent.wait_stopped(0)
+    agent.reporter._report_round(beat=False)  # the end goes out
+    agent.reporter._report_round(beat=False)  # nothing held, nothing to say: stopped
+    assert agent.wait_stopped(0)
