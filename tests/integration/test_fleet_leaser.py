@@ -167,3 +167,28 @@ def test_a_drained_site_stops_once_its_ends_are_reported(
     agent.reporter._report_round(beat=False)  # the end goes out
     agent.reporter._report_round(beat=False)  # nothing held, nothing to say: stopped
     assert agent.wait_stopped(0)
+
+
+def test_an_end_wakes_the_leaser_only_when_its_site_had_every_lease_it_wanted(
+    coord: Coordinator, admin: Principal
+) -> None:
+    from corral.worker.executor import ExecResult
+
+    leaser, agents = _sites(coord, ["web1"])
+    agent = agents["web1"]
+    jobs = {f"j{i}": {"command": "true", "on": {"site": "web1"}} for i in range(HOST_SLOTS)}
+    coord.submit(admin, spec(jobs))
+    leaser._lease_round()
+    assert len(agent._slots) == HOST_SLOTS and agent.wanted() == 0
+
+    def end_one() -> None:
+        slot = next(iter(agent._slots.values()))
+        now = time.time()
+        agent._ended(slot, ExecResult("passed", 0, "", now, now, {}, 0, False))
+
+    leaser._dirty = False
+    end_one()  # a slot of a full site is free: there may be work for it
+    assert leaser._dirty
+    leaser._dirty = False
+    end_one()  # it asked already and came back short; nothing new is queued
+    assert not leaser._dirty

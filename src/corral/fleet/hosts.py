@@ -56,11 +56,16 @@ class HostAgent(Agent):
         self.transport = link.transport
         self.shared = Shared(link.coord.store.db)
         self.leaser = leaser
+        self._full = False  # holds every lease it wants (the leaser passes it over)
         self.reporter = reporter or FleetReporter(link.coord)
         self.reporter.agents.append(self)
 
     def _may_want_more(self) -> None:
-        self.leaser.poke()
+        # The leaser needs waking only when this site had all the leases it wanted: else its
+        # last ask came back short and nothing new is queued (new work wakes the leaser itself)
+        if self._full and self._wanted_locked():
+            self._full = False
+            self.leaser.poke()
         self.reporter.poke()
 
     def _wake_all(self) -> None:
@@ -82,6 +87,7 @@ class HostAgent(Agent):
                 self._slots[lease.attempt_id] = slot
                 self._running += 1
                 slots.append(slot)
+            self._full = not self._wanted_locked()
         warm = self.transport.warm()
         for slot in slots:
             if warm:
