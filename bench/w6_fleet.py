@@ -10,7 +10,7 @@ corral runs in a fresh ``corral serve`` with the hosts in its inventory: cold is
 ``corral exec --hosts web1,… -- true`` from command start to exit, right after the
 server started (the coordinator has connected to no host yet); warm is the same
 command again. ``corral (API)`` is the coordinator-side round: the same run (one
-job per site) submitted with corral's Client, submit → run ended, and ``seq`` is n
+job per site) submitted with corral's Client in one request that answers at the run's end, and ``seq`` is n
 such runs of one job on web1 in a row.
 """
 
@@ -72,7 +72,7 @@ class CorralFleet(Peer):
     about = (
         "`corral serve` with the hosts in its inventory (execnet over ssh, kept warm); "
         "cold/warm = `corral exec --hosts … -- true` from command start to exit; "
-        "(API) = the same run through `corral.Client`, submit → run ended"
+        "(API) = the same run through `corral.Client`, one submit that answers at the run's end"
     )
 
     def __init__(self, fleet: SshFleet, workdir: Path) -> None:
@@ -112,11 +112,11 @@ class CorralFleet(Peer):
         assert client is not None
         jobs = {s: {"command": "true", "on": {"site": s}} for s in sites}
         t0 = time.perf_counter()
-        run = client.submit({"name": f"w6-{time.monotonic_ns()}", "jobs": jobs})
-        final = client.wait(run["id"], timeout=120)
+        # one request: the submit answers when the run has ended (as W2 calls a task)
+        run = client.submit({"name": f"w6-{time.monotonic_ns()}", "jobs": jobs}, wait=120)
         ms = _ms(t0)
-        if final["state"] != "passed":
-            raise RuntimeError(f"corral run {run['id']} ended {final['state']}")
+        if run.state != "passed":
+            raise RuntimeError(f"corral run {run.id} ended {run.state}")
         return ms
 
     def seq(self, n: int) -> float:
