@@ -531,3 +531,125 @@ def test_many_tiny_runs_do_not_leak_fds() -> None:
         result, _ = run(ExecSpec(command="true"))
         assert result.outcome == "passed"
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+# --- noticing the exit -----------------------------------------------------------------------
+
+
+def test_short_jobs_end_without_waiting_out_the_drain() -> None:
+    # The executor holds its own copies of the pipes' write ends until the job is reaped; were
+    # they kept any longer, every run would wait out the drain after exit (0.5 s) instead.
+    t0 = time.monotonic()
+    for _ in range(5):
+        result, _ = run(ExecSpec(command="true"))
+        assert result.outcome == "passed"
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_job_that_closes_its_output_early_runs_to_its_end() -> None:
+    t0 = time.monotonic()
+    result, rec = run(ExecSpec(command="echo before; exec >&- 2>&-; sleep 0.3; exit 3"))
+    assert (result.outcome, result.exit_code) == ("failed", 3)
+    assert time.monotonic() - t0 >= 0.3
+    assert rec.text("stdout") == "before\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "stdout"),
+    [
+        ("echo out; echo err >&2", "out\n"),
+        ("sleep 100 & echo $!; echo done", None),  # a background child holds stdout
+        ("exec >&- 2>&-; sleep 0.2", ""),  # output closed long before the exit
+    ],
+)
+def test_exit_is_noticed_without_a_pidfd(
+    monkeypatch: pytest.MonkeyPatch, command: str, stdout: str | None
+) -> None:
+    # Where pidfd_open is missing, end of file on both pipes hints at the exit, then polling.
+    monkeypatch.setattr(executor, "_pidfd_open", lambda pid: None)
+    t0 = time.monotonic()
+    result, rec = run(ExecSpec(command=command))
+    assert result.outcome == "passed"
+    assert time.monotonic() - t0 < 8
+    if stdout is None:
+        pid_line, done = rec.text("stdout").splitlines()
+        assert done == "done"
+        assert wait_dead(int(pid_line))
+    else:
+        assert rec.text("stdout") == stdout
+        assert rec.text("stderr") == ("err\n" if "err" in command else "")
+
+
+def test_no_descriptors_left_behind_without_a_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor, "_pidfd_open", lambda pid: None)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        result, _ = run(ExecSpec(command="echo hi"))
+        assert result.outcome == "passed"
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+# --- finding the program ---------------------------------------------------------------------
+
+
+def _program(directory: Path, says: str, mode: int = 0o755) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "corral-prog-xyz"
+    path.write_text(f"#!/bin/sh\necho {says}\n")
+    path.chmod(mode)
+
+
+def _both_forms(path: str) -> list[ExecSpec]:
+    env = {"PATH": path}
+    return [
+        ExecSpec(command="corral-prog-xyz", env=env),
+        ExecSpec(argv=("corral-prog-xyz",), env=env),
+    ]
+
+
+def test_the_first_program_on_path_runs(tmp_path: Path) -> None:
+    _program(tmp_path / "a", "a")
+    _program(tmp_path / "b", "b")
+    for spec in _both_forms(f"{tmp_path / 'a'}/:{tmp_path / 'b'}:/usr/bin:/bin"):
+        result, rec = run(spec)
+        assert (result.outcome, rec.text("stdout")) == ("passed", "a\n")
+
+
+@pytest.mark.parametrize("blocker", ["not executable", "a directory", "no such interpreter"])
+def test_a_name_on_path_that_exec_cannot_run_is_passed_over(tmp_path: Path, blocker: str) -> None:
+    first = tmp_path / "a"
+    if blocker == "not executable":
+        _program(first, "a", mode=0o644)
+    elif blocker == "a directory":
+        (first / "corral-prog-xyz").mkdir(parents=True)
+    else:
+        first.mkdir()
+        (first / "corral-prog-xyz").write_text("#!/no/such/interpreter\n")
+        (first / "corral-prog-xyz").chmod(0o755)
+    _program(tmp_path / "b", "b")
+    for spec in _both_forms(f"{first}:{tmp_path / 'b'}:/usr/bin:/bin"):
+        result, rec = run(spec)
+        assert (result.outcome, rec.text("stdout")) == ("passed", "b\n"), blocker
+
+
+def test_a_relative_path_entry_is_the_jobs_own(tmp_path: Path) -> None:
+    _program(tmp_path / "b", "b")
+
+    def prepare(workdir: str) -> None:
+        _program(Path(workdir, "bin"), "workdir")
+
+    for form in _both_forms(f"bin:{tmp_path / 'b'}:/usr/bin:/bin"):
+        spec = ExecSpec(command=form.command, argv=form.argv, env=form.env, prepare=prepare)
+        result, rec = run(spec)
+        assert (result.outcome, rec.text("stdout")) == ("passed", "workdir\n")
+
+
+def test_on_path_answers_only_what_it_can_vouch_for(tmp_path: Path) -> None:
+    _program(tmp_path / "b", "b")
+    found = str(tmp_path / "b" / "corral-prog-xyz")
+    assert executor._on_path("corral-prog-xyz", {"PATH": f"/nonexistent:{tmp_path / 'b'}"}) == found
+    assert executor._on_path("sh", {}) in ("/bin/sh", "/usr/bin/sh")  # os.defpath
+    assert executor._on_path("corral-prog-xyz", {"PATH": "/nonexistent"}) is None
+    assert executor._on_path("corral-prog-xyz", {"PATH": f":{tmp_path / 'b'}"}) is None
+    assert executor._on_path("b/corral-prog-xyz", {"PATH": str(tmp_path)}) is None
+    assert executor._on_path("", {"PATH": str(tmp_path)}) is None

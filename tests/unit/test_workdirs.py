@@ -80,3 +80,24 @@ def test_attempts_reuse_a_clean_directory_and_get_a_new_one_after_a_mess(tmp_pat
     assert third.split()[1:] == ["tmp"]
     w.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_more_ways_of_not_being_as_made_disqualify(tmp_path: Path) -> None:
+    w = Workdirs()
+    cases = {}
+    cases["extra empty dir"] = _made(tmp_path, "a")
+    Path(cases["extra empty dir"], "more").mkdir(mode=0o700)
+    cases["dir in tmp"] = _made(tmp_path, "b")
+    Path(cases["dir in tmp"], "tmp", "sub").mkdir(mode=0o700)
+    cases["tmp a file"] = _made(tmp_path, "c")
+    os.rmdir(Path(cases["tmp a file"], "tmp"))
+    Path(cases["tmp a file"], "tmp").write_text("")
+    cases["hidden file"] = _made(tmp_path, "d")
+    Path(cases["hidden file"], ".hidden").write_text("x")
+    cases["itself a link"] = str(tmp_path / "e")
+    os.symlink(_made(tmp_path, "f"), cases["itself a link"])
+    for why, path in cases.items():
+        assert not w.give(str(tmp_path), path, ("tmp",)), why
+    assert w.take(str(tmp_path)) is None
+    # the link's target, as made, still qualifies on its own
+    assert w.give(str(tmp_path), str(tmp_path / "f"), ("tmp",))

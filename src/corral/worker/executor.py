@@ -44,6 +44,8 @@ _UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
 # On Linux a pipe reports POLLHUP without POLLIN only once it is both empty and closed by every
 # writer, so that alone is end of file: no read(2) is needed to learn it. Elsewhere, read.
 _HUP_IS_EOF = sys.platform == "linux"
+_HAS_EVENTFD = hasattr(os, "eventfd")
+_ACCESS_EFFECTIVE = os.access in os.supports_effective_ids
 
 # A command made only of these characters has no quoting, globbing, redirection, expansion or
 # control operators, so `sh -c` would just split it on spaces and exec it. Doing that split
@@ -139,12 +141,15 @@ class Execution:
         self._pid: int | None = None
         self._applied: Applied | None = None
         self._askpass: SudoAskpass | None = None
-        self._masker = Masker(spec.mask)
+        self._masker = Masker(spec.mask) if spec.mask else None
         self._stdout_copy: BinaryIO | None = None  # every byte of stdout, on disk
 
     @property
     def pid(self) -> int | None:
         return self._pid
+
+    def _mask(self, text: str) -> str:
+        return text if self._masker is None else self._masker.mask(text)
 
     def cancel(self, reason: str = "canceled") -> None:
         self._request_stop(reason, hard=False)
@@ -202,7 +207,7 @@ class Execution:
         except OSError as exc:
             return _not_started("failed", f"could not start: {exc}", started_at)
         try:
-            tmpdir = os.path.join(workdir, "tmp")
+            tmpdir = f"{workdir}/tmp"  # workdir is absolute, made by _make_workdir
             try:
                 if fresh:
                     os.mkdir(tmpdir, 0o700)
@@ -229,7 +234,7 @@ class Execution:
                 try:
                     spec.prepare(workdir)
                 except (OSError, ValueError) as exc:
-                    return _not_started("failed", self._masker.mask(str(exc)), started_at)
+                    return _not_started("failed", self._mask(str(exc)), started_at)
             if spec.sudo_password is not None:
                 self._askpass = SudoAskpass(spec.sudo_password, spec.user)
                 try:
@@ -293,25 +298,36 @@ class Execution:
         started_mono = time.monotonic()
         try:
             proc = _spawn(self._spec, env, workdir, out_w, err_w, applied)
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            os.close(out_r)
-            os.close(err_r)
-            reason = self._masker.mask(f"could not start: {exc}")
+        except BaseException as exc:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            if not isinstance(exc, (OSError, ValueError, subprocess.SubprocessError)):
+                raise
+            reason = self._mask(f"could not start: {exc}")
             return _not_started("failed", reason, started_at)
-        finally:
-            os.close(out_w)
-            os.close(err_w)
         self._pid = proc.pid
         if self._askpass is not None:
             self._askpass.bind(proc.pid)
+        # Our own copies of the write ends, held until the job is reaped, keep its exit from
+        # waking this thread once per pipe (each hang-up on its own, before the pidfd): those
+        # wake-ups cost more than the rest of a short job's loop. Without a pidfd the hang-ups
+        # are the hint that the job is done, so then they are let through.
+        pidfd = _pidfd_open(proc.pid)
+        writers: tuple[int, ...] = (out_w, err_w)
+        if pidfd is None:
+            os.close(out_w)
+            os.close(err_w)
+            writers = ()
         try:
-            loop = _Loop(self, proc, out_r, err_r, waker, started_mono)
+            loop = _Loop(self, proc, out_r, err_r, pidfd, writers, waker, started_mono)
         except BaseException:
             _killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 proc.returncode = os.waitstatus_to_exitcode(os.waitpid(proc.pid, 0)[1])
-            os.close(out_r)
-            os.close(err_r)
+            for fd in (out_r, err_r, *writers):
+                os.close(fd)
+            if pidfd is not None:
+                os.close(pidfd)
             raise
         try:
             loop.run()
@@ -335,13 +351,10 @@ def _spawn(
     # wrapped or boxed, an exec failure shows only as the wrapper's exit: let the shell decide
     direct = spec.sandbox is None and applied is None
 
-    def start(argv: list[str]) -> subprocess.Popen[bytes]:
-        if spec.sandbox is not None:
-            argv = argv_for(spec.sandbox, cwd, os.path.join(cwd, "inputs"), argv)
-        if applied is not None:
-            argv = applied.wrap(argv)
+    def popen(argv: list[str], executable: str | None = None) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             argv,
+            executable=executable,
             stdin=subprocess.DEVNULL,
             stdout=out_w,
             stderr=err_w,
@@ -351,6 +364,20 @@ def _spawn(
             start_new_session=True,
             **extra,
         )
+
+    def start(argv: list[str]) -> subprocess.Popen[bytes]:
+        if spec.sandbox is not None:
+            argv = argv_for(spec.sandbox, cwd, os.path.join(cwd, "inputs"), argv)
+        if applied is not None:
+            argv = applied.wrap(argv)
+        # looked for as the worker; the job's own user might not find the same file
+        program = _on_path(argv[0], env) if spec.user is None else None
+        if program is not None:
+            try:
+                return popen(argv, program)
+            except OSError:
+                pass  # not runnable after all: Popen's own search decides, as it always has
+        return popen(argv)
 
     if spec.argv is not None:
         return start(list(spec.argv))
@@ -368,14 +395,36 @@ def _spawn(
     return start(shell)
 
 
+def _on_path(name: str, env: Mapping[str, str]) -> str | None:
+    """The first file named `name` in env's PATH, or None to leave the search to Popen.
+
+    Popen builds every PATH entry's candidate in Python before it starts the child (as much
+    work as the rest of Popen when PATH is long), and the child then execs each in turn until
+    one runs. Every candidate before the first that exists fails to resolve for exec too, so
+    that one is where the search stops if it is runnable; if it is not, the caller starts the
+    job again without this answer and the search goes on exactly as it always did.
+    """
+    if not isinstance(name, str) or not name or "/" in name or not _ACCESS_EFFECTIVE:
+        return None
+    path = env.get("PATH")
+    for entry in (os.defpath if path is None else path).split(os.pathsep):
+        if not entry.startswith("/"):
+            return None  # relative to the job's working directory: Popen resolves it there
+        candidate = f"{entry.rstrip('/')}/{name}"
+        # with the effective ids, as exec resolves the path: exists, nothing more
+        if os.access(candidate, os.F_OK, effective_ids=True):
+            return candidate
+    return None
+
+
 class _Stream:
     __slots__ = ("buf", "decoder", "first_ts", "flush_at", "masker", "name")
 
-    def __init__(self, name: str, masker: Masker | None) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.masker = masker
-        # Made at the first byte: most streams of most jobs (stderr above all) stay empty.
+        # Both made at the first byte: most streams of most jobs (stderr above all) stay empty.
         self.decoder: codecs.IncrementalDecoder | None = None
+        self.masker: Masker | None = None
         self.buf = bytearray()
         self.first_ts = 0.0
         self.flush_at = 0.0
@@ -384,12 +433,52 @@ class _Stream:
 class _Loop:
     """The select loop for one running process: output, exit, timeout and stop requests."""
 
+    # Fixed attributes: set and read on every short job, faster in slots than in a dict.
+    __slots__ = (
+        "applied",
+        "drain_until",
+        "emit",
+        "escalated",
+        "finished_at",
+        "finished_mono",
+        "grace",
+        "interval",
+        "kept",
+        "kill_at",
+        "kill_sent",
+        "limit",
+        "mask",
+        "outcome",
+        "owner",
+        "pid",
+        "pidfd",
+        "poll_at",
+        "poll_step",
+        "poller",
+        "proc",
+        "rusage",
+        "started_mono",
+        "status",
+        "status_lost",
+        "stop_reason",
+        "streams",
+        "term_sent",
+        "timeout",
+        "timeout_at",
+        "total",
+        "truncated",
+        "waker",
+        "writers",
+    )
+
     def __init__(
         self,
         owner: Execution,
         proc: subprocess.Popen[bytes],
         out_r: int,
         err_r: int,
+        pidfd: int | None,
+        writers: tuple[int, ...],
         waker: _Waker,
         started_mono: float,
     ) -> None:
@@ -423,11 +512,8 @@ class _Loop:
         self.kept = 0
         self.truncated = False
         self.applied = owner._applied
-        mask = spec.mask
-        self.streams: dict[int, _Stream] = {
-            out_r: _Stream("stdout", Masker(mask) if mask else None),
-            err_r: _Stream("stderr", Masker(mask) if mask else None),
-        }
+        self.mask = spec.mask
+        self.streams: dict[int, _Stream] = {out_r: _Stream("stdout"), err_r: _Stream("stderr")}
         # poll(2) directly: no kernel object per run (unlike epoll), and none of the selectors
         # module's bookkeeping, which costs more than the system calls for four fds.
         # The pipes stay blocking: this thread is their only reader and reads once per
@@ -436,9 +522,10 @@ class _Loop:
         for fd in self.streams:
             self.poller.register(fd, select.POLLIN)
         self.poller.register(waker.rfd, select.POLLIN)
-        self.pidfd = _pidfd_open(self.pid)
-        if self.pidfd is not None:
-            self.poller.register(self.pidfd, select.POLLIN)
+        self.pidfd = pidfd
+        self.writers = writers  # closed once the job is reaped
+        if pidfd is not None:
+            self.poller.register(pidfd, select.POLLIN)
         else:
             self.poll_at = started_mono + _POLL_MIN
 
@@ -586,6 +673,12 @@ class _Loop:
             self.poller.unregister(self.pidfd)
             os.close(self.pidfd)
             self.pidfd = None
+        self._close_writers()
+
+    def _close_writers(self) -> None:
+        writers, self.writers = self.writers, ()
+        for fd in writers:
+            os.close(fd)
 
     def _read(self, fd: int, stream: _Stream, now: float) -> None:
         data = os.read(fd, _READ_SIZE)
@@ -615,6 +708,8 @@ class _Loop:
             stream.flush_at = now + self.interval
             if stream.decoder is None:
                 stream.decoder = _UTF8_DECODER(errors="replace")
+                if self.mask:
+                    stream.masker = Masker(self.mask)
         stream.buf += data
         if len(stream.buf) >= _FLUSH_SIZE:
             self._flush(stream, final=False)
@@ -642,9 +737,10 @@ class _Loop:
         stream = self.streams.pop(fd)
         self.poller.unregister(fd)
         os.close(fd)
-        if stream.decoder is not None and not stream.buf:
-            stream.first_ts = time.time()
-        self._flush(stream, final=True)
+        if stream.decoder is not None:  # else not a byte was kept: nothing is held to flush
+            if not stream.buf:
+                stream.first_ts = time.time()
+            self._flush(stream, final=True)
 
     def close(self) -> None:
         """Release everything; on an abnormal exit (callback raised, interrupt) kill the job."""
@@ -657,6 +753,7 @@ class _Loop:
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
+        self._close_writers()
 
     def result(self, started_at: float) -> ExecResult:
         status = self.status
@@ -686,7 +783,7 @@ class _Loop:
                 text, killed = hit
                 outcome = "failed"
                 reason = text if killed else f"{reason}; {text}"
-        reason = self.owner._masker.mask(reason)
+        reason = self.owner._mask(reason)
         resources: dict[str, float] = {"wall_s": self.finished_mono - self.started_mono}
         if applied is not None:
             resources.update(applied.resources())
@@ -717,7 +814,7 @@ class _Waker:
 
     def __init__(self) -> None:
         self.closed = False
-        if hasattr(os, "eventfd"):
+        if _HAS_EVENTFD:
             self.rfd = self.wfd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         else:
             self.rfd, self.wfd = os.pipe()
