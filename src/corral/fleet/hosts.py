@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -16,8 +16,7 @@ from corral.domain.models import Lease, Report
 from corral.fleet.inventory import Host, Inventory
 from corral.fleet.transport import HostState, RemoteExecution, Transport
 from corral.store.shared import Shared, shared_result
-from corral.worker.agent import LOG_FLUSH_INTERVAL, Agent, AgentOptions, Runnable, Slot
-from corral.worker.executor import Chunk
+from corral.worker.agent import LOG_FLUSH_INTERVAL, Agent, AgentOptions, Slot
 from corral.worker.link import Batch, LocalLink
 
 log = logging.getLogger("corral.fleet")
@@ -120,9 +119,6 @@ class HostAgent(Agent):
         if isinstance(execution, RemoteExecution) and execution.shared:
             outcome = replace(outcome, result=shared_result(execution.shared))
         super()._finished(slot, outcome)
-
-    def _execution(self, lease: Lease, on_output: Callable[[Chunk], None]) -> Runnable:
-        return self.transport.execution(self.remote_spec(lease), on_output)
 
     def remote_spec(self, lease: Lease) -> dict[str, Any]:
         """What the host's side needs: the command, its environment, its limits."""
