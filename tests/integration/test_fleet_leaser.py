@@ -192,3 +192,45 @@ def test_an_end_wakes_the_leaser_only_when_its_site_had_every_lease_it_wanted(
     leaser._dirty = False
     end_one()  # it asked already and came back short; nothing new is queued
     assert not leaser._dirty
+
+
+def test_a_job_for_a_host_that_cannot_be_reached_fails_with_the_reason(
+    coord: Coordinator, admin: Principal
+) -> None:
+    """Sent from the leaser's round, started in a thread of its own as the host is not
+    connected; the host is backing off, so the job ends at once, failed, saying why."""
+    leaser = FleetLeaser(coord)
+    host = Host(site="web1", ssh="nobody@web1")
+    transport = Transport(host)
+    transport._failed_locked("ssh could not connect")  # backing off: no try for a while
+    transport._retry_at = time.monotonic() + 60
+    agent = HostAgent(HostLink(coord, host, transport), AgentOptions(slots=HOST_SLOTS), leaser)
+    coord.submit(admin, spec({"a": {"command": "true", "on": {"site": "web1"}}}))
+    (lease,) = coord.lease(agent.worker_id, 1)
+    agent.accept([lease])
+    deadline = time.monotonic() + 10
+    while not agent._pending.finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (report,) = agent._pending.finished
+    assert report.outcome == "failed"
+    assert "cannot reach web1" in report.reason and "next try in" in report.reason
+    assert not agent._slots and agent.busy == 0
+
+
+def test_a_job_a_host_cannot_take_fails_alone(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaser = FleetLeaser(coord)
+    host = Host(site="web1", ssh="nobody@web1")
+    transport = Transport(host)
+    monkeypatch.setattr(transport, "warm", lambda: True)  # started from the leaser's round
+    agent = HostAgent(HostLink(coord, host, transport), AgentOptions(slots=2), leaser)
+    coord.submit(
+        admin,
+        spec({"a": {"command": "true", "on": {"site": "web1"}, "outputs": ["out.txt"]}}),
+    )
+    (lease,) = coord.lease(agent.worker_id, 1)
+    agent.accept([lease])
+    (report,) = agent._pending.finished  # at once: nothing was sent to the host
+    assert report.outcome == "failed" and "cannot take inputs or keep outputs" in report.reason
+    assert not agent._slots and agent.busy == 0
