@@ -164,24 +164,19 @@ class HostAgent(Agent):
         }
 
 
-class FleetLeaser:
-    """One thread leasing for every site at once: one store transaction for all the sites that
-    want work, instead of a thread and a lease call per site woken by every submit. A host
-    that is down takes no jobs until its next try to connect is due, so its queue waits
-    instead of failing job after job."""
+class _FleetThread:
+    """A thread of the fleet's that works for every site at once: poked when there may be
+    something to do (`_dirty`), stopped once."""
 
-    def __init__(self, coordinator: Coordinator) -> None:
+    thread_name = ""
+
+    def __init__(self, coordinator: Coordinator, dirty: bool) -> None:
         self.coordinator = coordinator
         self.agents: list[HostAgent] = []
         self._cond = threading.Condition()
-        self._dirty = True  # the queue moved, or a site may want more, since the last look
+        self._dirty = dirty
         self._stopped = False
         self._thread: threading.Thread | None = None
-        coordinator.hub.listen(self._heard)
-
-    def _heard(self, topic: str) -> None:
-        if topic == events.QUEUE:
-            self.poke()
 
     def poke(self) -> None:
         with self._cond:
@@ -189,7 +184,7 @@ class FleetLeaser:
             self._cond.notify()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="corral-fleet-leaser", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -198,6 +193,27 @@ class FleetLeaser:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(5.0)
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+
+class FleetLeaser(_FleetThread):
+    """One thread leasing for every site at once: one store transaction for all the sites that
+    want work, instead of a thread and a lease call per site woken by every submit. A host
+    that is down takes no jobs until its next try to connect is due, so its queue waits
+    instead of failing job after job."""
+
+    thread_name = "corral-fleet-leaser"
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        # dirty from the start: the queue may hold work already
+        super().__init__(coordinator, dirty=True)
+        coordinator.hub.listen(self._heard)
+
+    def _heard(self, topic: str) -> None:
+        if topic == events.QUEUE:
+            self.poke()
 
     def _loop(self) -> None:
         while True:
@@ -239,38 +255,16 @@ class FleetLeaser:
                 agent.accept(got)
 
 
-class FleetReporter:
+class FleetReporter(_FleetThread):
     """One thread reporting for every site at once: what all of them have to say (starts,
     logs, heartbeats, ends, releases) in one call to the coordinator, instead of a thread and
     a report per site woken at each job's end. Ends that come in while a report is being
-    made go out together in the next one."""
+    made go out together in the next one. Stopped after the agents (nothing more is said)."""
+
+    thread_name = "corral-fleet-reporter"
 
     def __init__(self, coordinator: Coordinator) -> None:
-        self.coordinator = coordinator
-        self.agents: list[HostAgent] = []
-        self._cond = threading.Condition()
-        self._dirty = False
-        self._stopped = False
-        self._thread: threading.Thread | None = None
-
-    def poke(self) -> None:
-        with self._cond:
-            self._dirty = True
-            self._cond.notify()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._loop, name="corral-fleet-reporter", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """After the agents have stopped (or been given up on): nothing more is reported."""
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        super().__init__(coordinator, dirty=False)
 
     def _loop(self) -> None:
         interval = min((a.heartbeat_interval() for a in self.agents), default=10.0)
