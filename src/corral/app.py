@@ -48,7 +48,10 @@ def error_response(exc: CorralError) -> JSONResponse:
 
 
 def create_app(
-    coordinator: Coordinator, *, max_body: int = 8 * 1024 * 1024, lifespan: Lifespan | None = None
+    coordinator: Coordinator,
+    *,
+    max_body: int = CorralAPI.max_body,
+    lifespan: Lifespan | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def _no_lifespan(_app: FastAPI) -> AsyncIterator[None]:

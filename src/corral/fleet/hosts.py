@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -164,7 +165,7 @@ class HostAgent(Agent):
         }
 
 
-class _FleetThread:
+class _FleetThread(ABC):
     """A thread of the fleet's that works for every site at once: poked when there may be
     something to do (`_dirty`), stopped once."""
 
@@ -194,8 +195,9 @@ class _FleetThread:
         if self._thread is not None:
             self._thread.join(5.0)
 
+    @abstractmethod
     def _loop(self) -> None:
-        raise NotImplementedError
+        """The thread's work, until stopped."""
 
 
 class FleetLeaser(_FleetThread):

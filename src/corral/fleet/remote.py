@@ -192,7 +192,7 @@ class _Current:
             execution.kill(reason)
 
 
-_CLOSED = object()  # what a kept channel's callback is given when the channel closes
+CLOSED = object()  # what a kept channel's callback is given when the channel closes (both sides)
 
 
 def serve_jobs(channel: Any) -> None:
@@ -206,7 +206,7 @@ def serve_jobs(channel: Any) -> None:
     current = _Current()
 
     def heard(message: Any) -> None:
-        if message is _CLOSED:  # the coordinator closed the channel, or the connection dropped
+        if message is CLOSED:  # the coordinator closed the channel, or the connection dropped
             current.end("the connection to the coordinator dropped")
             jobs.put(None)
         elif message[0] == "run":
@@ -214,7 +214,7 @@ def serve_jobs(channel: Any) -> None:
         elif message[0] == "kill":
             current.kill(message[1], str(message[2]))
 
-    channel.setcallback(heard, endmarker=_CLOSED)
+    channel.setcallback(heard, endmarker=CLOSED)
     while (job := jobs.get()) is not None:
         number, spec = job
 

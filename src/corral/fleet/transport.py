@@ -252,9 +252,6 @@ class Transport:
         return RemoteExecution(self, spec, on_output)
 
 
-_CLOSED = object()  # what a job channel's callback is given when the channel closes
-
-
 class JobChannel:
     """A job channel of a host, kept for one job after another. Its messages are taken by a
     callback on execnet's receiving thread and go straight to the job running on it now: no
@@ -265,7 +262,7 @@ class JobChannel:
         self.channel = channel
         self._lock = threading.Lock()
         self._current: RemoteExecution | None = None
-        channel.setcallback(self._heard, endmarker=_CLOSED)
+        channel.setcallback(self._heard, endmarker=remote.CLOSED)
 
     def attach(self, execution: RemoteExecution) -> None:
         with self._lock:
@@ -274,11 +271,11 @@ class JobChannel:
     def _heard(self, message: Any) -> None:
         with self._lock:
             execution = self._current
-            if message is _CLOSED or message[0] == "end":
+            if message is remote.CLOSED or message[0] == "end":
                 self._current = None
         if execution is None:
             return  # between jobs: nothing is waiting for it
-        if message is _CLOSED:
+        if message is remote.CLOSED:
             execution.lost(self, "the connection dropped")
         elif message[0] == "out":
             execution.on_output(Chunk(message[1], message[2], message[3]))
@@ -303,7 +300,7 @@ class RemoteExecution:
         self._kill: str | None = None
         self._on_end: Callable[[ExecResult], None] = lambda result: None
         self._started = 0.0
-        self._ended = False
+        self._over = False  # `_on_end` was called
 
     def kill(self, reason: str = "killed") -> None:
         with self._lock:
@@ -401,9 +398,9 @@ class RemoteExecution:
 
     def _end(self, result: ExecResult) -> None:
         with self._lock:
-            if self._ended:
+            if self._over:
                 return
-            self._ended = True
+            self._over = True
         self._on_end(result)
 
 
