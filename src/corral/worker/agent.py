@@ -621,8 +621,11 @@ class Agent:
 
     def _slot_freed(self) -> None:
         """A job ended or left its slot: the reporter has its end, the leaser may refill."""
-        self._news.notify()
-        self._wants.notify()
+        if len(self._pending.finished) <= 1 or not self._running:
+            # the first end wakes the reporter; later ones join its report while it gathers
+            self._news.notify()
+        if self._wanted_locked():
+            self._wants.notify()
         self._may_want_more()
 
     def _may_want_more(self) -> None:
