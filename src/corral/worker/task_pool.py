@@ -81,8 +81,18 @@ class _Process:
         assert self.popen.stdout is not None and self.popen.stderr is not None
         self.out_fd = self.popen.stdout.fileno()
         self.err_fd = self.popen.stderr.fileno()
-        for fd in (self.out_fd, self.err_fd, self.rep_r):
+        # woken by a kill from another thread; made once per process, not once per call
+        self.wake_r, self.wake_w = os.pipe()
+        for fd in (self.out_fd, self.err_fd, self.rep_r, self.wake_r, self.wake_w):
             os.set_blocking(fd, False)
+        # poll(2) directly: no kernel object to make and close (unlike epoll); the set is
+        # made once per process and kept for every call it runs
+        self.poller = select.poll()
+        for fd in (self.out_fd, self.err_fd, self.rep_r, self.wake_r):
+            self.poller.register(fd, select.POLLIN)
+        self.streams = select.poll()  # stdout and stderr alone: what is left in them at a reply
+        for fd in (self.out_fd, self.err_fd):
+            self.streams.register(fd, select.POLLIN)
         self.calls = 0
         self.reply = b""
         self.reported_rss = -1  # as the runner measured it after its last call; -1: unknown
@@ -128,8 +138,14 @@ class _Process:
         for closing in (self.popen.stdout, self.popen.stderr):
             if closing is not None:
                 closing.close()
-        with contextlib.suppress(OSError):
-            os.close(self.rep_r)
+        for fd in (self.rep_r, self.wake_r, self.wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def wake(self) -> None:
+        """Make the call waiting on this process look at its stop reason now."""
+        with contextlib.suppress(OSError):  # full (a wake is pending anyway) or closed
+            os.write(self.wake_w, b"x")
 
     def death(self) -> str:
         code = self.popen.wait()
@@ -272,8 +288,8 @@ class TaskCall:
         self.env = env
         self.on_output = on_output
         self._stop: str | None = None
-        self._wake_r, self._wake_w = os.pipe()
         self._lock = threading.Lock()
+        self._proc: _Process | None = None  # the process running it, while it runs
         self._done = False
         self._bytes = 0
         self._decoders = {
@@ -289,8 +305,9 @@ class TaskCall:
             if self._done or self._stop is not None:
                 return
             self._stop = reason
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"x")
+            proc = self._proc
+        if proc is not None:
+            proc.wake()
 
     def run(self) -> TaskResult:
         started = time.time()
@@ -301,8 +318,6 @@ class TaskCall:
         finally:
             with self._lock:
                 self._done = True
-                os.close(self._wake_r)
-                os.close(self._wake_w)
 
     def _end(
         self, started: float, outcome: str, reason: str, value: Any = None, **res: float
@@ -344,6 +359,8 @@ class TaskCall:
             # unlinked at once: on disk, not in memory
             self._stdout_copy = tempfile.TemporaryFile(dir=self.pool.options.workdir_root or None)  # noqa: SIM115
         proc = self.pool.take()
+        with self._lock:
+            self._proc = proc
         try:
             proc.send(
                 {
@@ -371,6 +388,8 @@ class TaskCall:
             proc.kill()
             raise
         finally:
+            with self._lock:
+                self._proc = None
             if self._stdout_copy is not None:
                 self._stdout_copy.close()
                 self._stdout_copy = None
@@ -380,11 +399,8 @@ class TaskCall:
         timeout = self.lease.timeout
         deadline = started + timeout if timeout else None
         max_rss = self.pool.options.max_rss
-        # poll(2) directly: no kernel object to make and close per call (unlike epoll)
-        sel = select.poll()
+        sel = proc.poller
         streams = {proc.out_fd: "stdout", proc.err_fd: "stderr"}
-        for fd in (*streams, proc.rep_r, self._wake_r):
-            sel.register(fd, select.POLLIN)
         next_rss = time.monotonic() + _RSS_EVERY
         while True:
             now = time.time()
@@ -392,7 +408,10 @@ class TaskCall:
             for fd, _ in sel.poll(wait * 1000):
                 if fd in streams:
                     if not self._read(fd, streams[fd]):
-                        sel.unregister(fd)
+                        sel.unregister(fd)  # closed: the process is on its way out
+                elif fd == proc.wake_r:
+                    while _read_some(fd):
+                        pass  # a kill for this call or, come too late, for an earlier one
                 elif fd == proc.rep_r:
                     data = _read_some(fd)
                     if data is None:
@@ -464,11 +483,15 @@ class TaskCall:
             self._stdout_copy.write(data)
 
     def _drain(self, proc: _Process) -> None:
-        """What the task wrote before its reply (or its death) is in the pipes: read it all."""
-        for fd, stream in ((proc.out_fd, "stdout"), (proc.err_fd, "stderr")):
+        """What the task wrote before its reply (or its death) is in the pipes: read it all.
+        Asked of poll first: most tasks print nothing, and a read of an empty pipe raises."""
+        names = {proc.out_fd: "stdout", proc.err_fd: "stderr"}
+        for fd, _ in proc.streams.poll(0):
             while (data := _read_some(fd)) and data:
-                self._keep(stream, data)
-                self._emit(stream, self._decoders[stream].decode(data))
+                self._keep(names[fd], data)
+                self._emit(names[fd], self._decoders[names[fd]].decode(data))
+                if len(data) < _READ:
+                    break  # the pipe held less than a read takes: it is empty now
 
     def _emit(self, stream: str, text: str) -> None:
         if not text:

@@ -112,14 +112,21 @@ def _with_rss(reply: str) -> bytes:
     """The reply (always a JSON object) led by this process's resident memory in bytes: the
     worker decides on it whether to keep the process, without reading /proc itself."""
     try:
-        with open("/proc/self/statm", "rb") as f:
-            rss = int(f.read().split()[1]) * _PAGE
+        rss = int(os.pread(_statm(), 128, 0).split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         rss = -1  # unknown: the worker reads it itself
     return b'{"rss":%d,' % rss + reply.encode()[1:]
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_STATM: list[int] = []
+
+
+def _statm() -> int:
+    """This process's /proc/self/statm, opened once: each read of it is then one call."""
+    if not _STATM:
+        _STATM.append(os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC))
+    return _STATM[0]
 
 
 def main(argv: list[str]) -> int:
