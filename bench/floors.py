@@ -7,6 +7,10 @@
   time (W3's reference: W3 is reported as a share of this).
 * ``floor:sqlite`` — SQLite WAL, ``synchronous=FULL``: insert → update →
   select cycles, each statement its own transaction (autocommit).
+* ``floor:http`` — one HTTP request per call and nothing else: corral's client
+  POSTs a single-job run spec to uvicorn serving an app that answers 201 at once
+  (``bench/floor_http/app.py``): W1 (5,000 in a row) and W2 (200 timed). No
+  system that takes each call over HTTP from this client can beat it.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ from __future__ import annotations
 import multiprocessing as mp
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from bench import procs
 from bench.tasks.common import noop, shell_true
 from bench.workloads import percentile
 
-ROWS = ("floor:loop", "floor:subprocess2", "floor:sqlite")
+ROWS = ("floor:loop", "floor:subprocess2", "floor:sqlite", "floor:http")
 
 
 def loop_w1(n: int) -> dict[str, float]:
@@ -102,6 +109,66 @@ def sqlite_cycles(path: Path, n: int) -> dict[str, float]:
     return {"sqlite_cycles_per_s": n / dt}
 
 
+def _single_run(i: int) -> dict[str, Any]:
+    """The body of one single submit, as the corral adapter sends it."""
+    return {"name": f"bench-noop-{i}", "jobs": {"j": {"task": "noop", "args": {"x": i}}}}
+
+
+def http_requests(w1_n: int, w2_n: int, workdir: Path) -> dict[str, float]:
+    """W1's and W2's calls as bare HTTP requests: the client and server corral uses, no work."""
+    import httpx
+
+    from corral.client import Http
+
+    port = procs.free_port()
+    server = procs.spawn(
+        "floor-http",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.floor_http.app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        workdir / "logs",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        procs.wait_until(
+            "floor-http server",
+            lambda: httpx.post(base + "/", timeout=2).status_code == 201,
+            timeout=30,
+            procs=[server],
+        )
+        http = Http(base, "floor")
+        try:
+            for i in range(50):  # a warm connection, as the systems have
+                http.request("POST", "/api/v1/runs", json=_single_run(i))
+            out: dict[str, float] = {}
+            if w1_n:
+                t0 = time.perf_counter()
+                for i in range(w1_n):
+                    http.request("POST", "/api/v1/runs", json=_single_run(i))
+                dt = time.perf_counter() - t0
+                out.update({"w1_single_enqueue_per_s": w1_n / dt, "w1_single_e2e_per_s": w1_n / dt})
+            if w2_n:
+                lat = []
+                for i in range(w2_n):
+                    t0 = time.perf_counter()
+                    http.request("POST", "/api/v1/runs", json=_single_run(i))
+                    lat.append((time.perf_counter() - t0) * 1000)
+                out.update({"w2_p50_ms": percentile(lat, 50), "w2_p99_ms": percentile(lat, 99)})
+            return out
+        finally:
+            http.close()
+    finally:
+        server.stop()
+
+
 def measure(
     workloads: list[str], w1_n: int, w2_n: int, w3_n: int, workdir: Path, log=print
 ) -> dict[str, dict[str, float]]:
@@ -112,6 +179,12 @@ def measure(
         out["floor:sqlite"].update(sqlite_cycles(workdir / "floor-sqlite.db", w1_n))
     if "W2" in workloads:
         out["floor:loop"].update(loop_w2(w2_n))
+    if "W1" in workloads or "W2" in workloads:
+        out["floor:http"].update(
+            http_requests(
+                w1_n if "W1" in workloads else 0, w2_n if "W2" in workloads else 0, workdir
+            )
+        )
     if "W3" in workloads:
         out["floor:loop"].update(loop_w3(w3_n))
         out["floor:subprocess2"].update(subprocess_parallel(w3_n))

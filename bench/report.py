@@ -41,6 +41,13 @@ FLOORS = [
         "sqlite_cycles_per_s",
         "SQLite WAL insert→update→select cycles/s (synchronous=FULL)",
     ),
+    (
+        "floor:http",
+        "w1_single_e2e_per_s",
+        "empty HTTP requests/s in a row (corral's client, uvicorn)",
+    ),
+    ("floor:http", "w2_p50_ms", "empty HTTP request p50 ms"),
+    ("floor:http", "w2_p99_ms", "empty HTTP request p99 ms"),
 ]
 RATIOS = [
     ("w1_single_enqueue_per_s", "W1 enqueue/s", True),
