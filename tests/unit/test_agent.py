@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from corral.domain.models import Lease
+from corral.worker import agent as agent_module
 from corral.worker.agent import Agent, AgentOptions
 from corral.worker.link import Answer, Batch
 
@@ -172,5 +173,8 @@ def test_extra_leases_only_while_jobs_are_short() -> None:
         slow._note_duration(1.0)  # long jobs: holding extra leases would starve others
     assert slow._prefetch() == 0
     for _ in range(32):
-        slow._note_duration(0.001)  # they became short: prefetch again
-    assert slow._prefetch() == 16
+        slow._note_duration(0.001)  # they became short: prefetch again, the most per slot
+    assert slow._prefetch() == 2 * agent_module.MAX_PREFETCH
+    for _ in range(32):
+        slow._note_duration(0.125)  # about half a second of work held per slot, no more
+    assert slow._prefetch() == 2 * 4

@@ -13,8 +13,8 @@ import pytest
 
 from corral.domain.models import Lease
 from corral.errors import NotFound
-from corral.worker.executor import Chunk
 from corral.worker import task_pool
+from corral.worker.executor import Chunk
 from corral.worker.task_pool import PoolOptions, TaskPool, TaskResult
 
 SOURCE = """

@@ -32,6 +32,11 @@ START_REPORT_DELAY = 0.05
 LOG_FLUSH_INTERVAL = 0.1
 COALESCE_ENDS = 0.005  # seconds an end may wait for others while short jobs stream through
 PREFETCH_BELOW = 0.25  # seconds: mean job length under which a worker holds extra leases
+# Extra leases held per slot: about this many seconds of work at the recent mean job length,
+# and at most MAX_PREFETCH (a lease request then serves dozens of millisecond jobs, while a
+# worker never sits on more than half a second of work per slot that another could be doing)
+PREFETCH_SECONDS = 0.5
+MAX_PREFETCH = 32
 # Bounds on log bytes: per report (under the server's body cap), and waiting in memory (a job
 # that writes faster than the coordinator stores is slowed down, not buffered without end).
 REPORT_LOG_BYTES = 2 * 1024 * 1024
@@ -94,7 +99,7 @@ class Agent:
         self._waiting: deque[Slot] = deque()
         self._running = 0
         self._durations: deque[float] = deque(maxlen=32)
-        self._short_jobs = False  # the mean of `_durations` is under PREFETCH_BELOW
+        self._extra = 0  # extra leases to hold now (`_prefetch`), from the recent mean
         self._pending = Batch()
         self._pending_log_bytes = 0
         self._draining = False
@@ -186,16 +191,18 @@ class Agent:
         Holding a lease for a long job would keep it from an idle worker elsewhere; for jobs
         of a few milliseconds the round trip to lease is the cost that matters.
         """
-        return self.options.slots * 8 if self._short_jobs else 0
+        return self._extra
 
     def _note_duration(self, seconds: float) -> None:
         """A job's run time; `_prefetch` is asked on every look at what the agent wants, so
-        whether jobs are short is worked out here, once per end."""
+        how many extra leases to hold is worked out here, once per end."""
         self._durations.append(seconds)
-        self._short_jobs = (
-            len(self._durations) >= 4
-            and sum(self._durations) / len(self._durations) < PREFETCH_BELOW
-        )
+        mean = sum(self._durations) / len(self._durations)
+        if len(self._durations) < 4 or mean >= PREFETCH_BELOW:
+            self._extra = 0
+            return
+        per_slot = min(MAX_PREFETCH, max(1, int(PREFETCH_SECONDS / max(mean, 1e-6))))
+        self._extra = self.options.slots * per_slot
 
     def _refill_below(self) -> int:
         extra = self._prefetch()
