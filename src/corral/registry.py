@@ -88,12 +88,12 @@ class TaskDef:
     def apply(self, job: JobSpec) -> JobSpec:
         """The job with this task's defaults where the job did not set its own."""
         given = job.given
-        return replace(
-            job,
-            selector=job.selector if job.selector or "on" in given else dict(self.selector),
-            timeout=job.timeout if job.timeout is not None else self.timeout,
-            retries=job.retries if job.retries or "retries" in given else (self.retries or 0),
-        )
+        selector = job.selector if job.selector or "on" in given else dict(self.selector)
+        timeout = job.timeout if job.timeout is not None else self.timeout
+        retries = job.retries if job.retries or "retries" in given else (self.retries or 0)
+        if selector == job.selector and timeout == job.timeout and retries == job.retries:
+            return job  # the task sets no default the job lacks: most jobs of a big run
+        return replace(job, selector=selector, timeout=timeout, retries=retries)
 
     def lease_fields(self) -> dict[str, str]:
         """What a worker needs to find the code (the source itself comes by its hash)."""

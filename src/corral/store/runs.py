@@ -57,8 +57,9 @@ _JOB_COLUMNS = (
 _INSERT_RUN = Prepared(
     insert(runs).values({c: bindparam(c) for c in _RUN_COLUMNS}).returning(runs.c.id)
 )
-_INSERT_JOB = Prepared(
-    insert(jobs).values({c: bindparam(c) for c in _JOB_COLUMNS}).returning(jobs.c.id)
+_INSERT_JOB = Prepared(insert(jobs).values({c: bindparam(c) for c in _JOB_COLUMNS}))
+_JOB_IDS = Prepared(
+    select(jobs.c.id, jobs.c.name, jobs.c.instance).where(jobs.c.run_id == bindparam("rid"))
 )
 _INSERT_SELECTOR = Prepared(
     insert(job_selectors).values(job_id=bindparam("job_id"), pair=bindparam("pair"))
@@ -140,7 +141,11 @@ class Runs:
                 }
                 for p in placements
             ]
-            ids = [_INSERT_JOB.scalar(conn, row) for row in job_rows]
+            # all rows in one executemany, then their ids in one read: a statement per job,
+            # to get each id back as it is made, costs several times as much for a big run
+            _INSERT_JOB.many(conn, job_rows)
+            made = {(r.name, r.instance): r.id for r in _JOB_IDS.all(conn, {"rid": run_id})}
+            ids = [made[p.spec.name, p.instance] for p in placements]
             selector_rows = [
                 {"job_id": jid, "pair": f"{k}={v}"}
                 for jid, p in zip(ids, placements, strict=True)
