@@ -11,6 +11,7 @@ from integration_helpers import spec
 from corral import events
 from corral.auth import Principal
 from corral.coordinator import Coordinator
+from corral.fleet import hosts
 from corral.fleet.hosts import HOST_SLOTS, FleetLeaser, FleetReporter, HostAgent, HostLink
 from corral.fleet.inventory import Host
 from corral.fleet.transport import Transport
@@ -127,6 +128,72 @@ def test_one_report_says_every_sites_ends(
     assert calls == [([], 3)]  # one call for the three sites; no heartbeat was due
     assert coord.store.runs.get(run.id).state.value == "passed"
     assert all(not a._slots and not a._pending for a in agents.values())
+
+
+def _counting_reports(coord: Coordinator, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of ends in each report the coordinator is given from now on."""
+    calls: list[int] = []
+    real = coord.report
+
+    def counted(worker_id: Any, **kwargs: Any) -> Any:
+        if kwargs["finished"]:
+            calls.append(len(kwargs["finished"]))
+        return real(worker_id, **kwargs)
+
+    monkeypatch.setattr(coord, "report", counted)
+    return calls
+
+
+def _until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_ends_wait_for_the_jobs_still_running_and_go_out_together(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hosts, "GATHER_ENDS", 30.0)  # far longer than the test: no timing
+    leaser, agents = _sites(coord, ["web1", "web2", "web3"])
+    run = coord.submit(
+        admin,
+        spec({s: {"command": "true", "on": {"site": s}} for s in ("web1", "web2", "web3")}),
+    )
+    leaser._lease_round()
+    calls = _counting_reports(coord, monkeypatch)
+    reporter = agents["web1"].reporter
+    reporter.start()
+    try:
+        _ended_here(agents["web1"])
+        _ended_here(agents["web2"])
+        time.sleep(0.3)
+        assert calls == []  # web3's job still runs: the two ends wait for it
+        _ended_here(agents["web3"])  # the last: all three go out at once, in one report
+        _until(lambda: coord.store.runs.get(run.id).state.value == "passed")
+        assert calls == [3]
+    finally:
+        reporter.stop()
+
+
+def test_an_end_waits_no_longer_than_the_gathering_time(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hosts, "GATHER_ENDS", 0.2)
+    leaser, agents = _sites(coord, ["web1", "web2"])
+    run = coord.submit(
+        admin, spec({s: {"command": "true", "on": {"site": s}} for s in ("web1", "web2")})
+    )
+    leaser._lease_round()
+    calls = _counting_reports(coord, monkeypatch)
+    reporter = agents["web1"].reporter
+    reporter.start()
+    try:
+        _ended_here(agents["web1"])  # web2's job runs on: web1's end goes out all the same
+        _until(lambda: calls == [1])
+        assert coord.store.runs.get(run.id).state.value == "running"
+    finally:
+        reporter.stop()
 
 
 def test_a_report_that_failed_is_said_again_in_the_next(

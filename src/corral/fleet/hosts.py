@@ -24,6 +24,10 @@ log = logging.getLogger("corral.fleet")
 
 # Jobs at once on one host: the coordinator mostly waits on the network for them.
 HOST_SLOTS = 8
+# How long an end may wait for the ends of jobs still running on other sites: a round of
+# commands on many hosts is then recorded in one or two store transactions, not one per
+# handful of ends; the last end of all goes out at once.
+GATHER_ENDS = 0.02
 
 
 class HostLink(LocalLink):
@@ -276,6 +280,8 @@ class FleetReporter(_FleetThread):
                 wait = min(next_beat - time.monotonic(), LOG_FLUSH_INTERVAL)
                 if not self._dirty and not self._stopped and wait > 0:
                     self._cond.wait(wait)
+                if self._dirty:  # poked: a job ended (or an agent is leaving)
+                    self._gather()
                 if self._stopped:
                     return
                 self._dirty = False
@@ -289,6 +295,16 @@ class FleetReporter(_FleetThread):
                 log.error("reporting for the fleet failed: %s", exc)
                 time.sleep(0.5)
                 self.poke()
+
+    def _gather(self) -> None:
+        """Wait (holding the condition) while jobs still run elsewhere, up to GATHER_ENDS:
+        each end pokes, so this looks again at every one."""
+        until = time.monotonic() + GATHER_ENDS
+        while not self._stopped and any(a.running() for a in self.agents):
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _report_round(self, beat: bool) -> None:
         batches: list[tuple[HostAgent, Batch]] = []

@@ -180,6 +180,11 @@ class Agent:
         with self._lock:
             return self._running
 
+    def running(self) -> bool:
+        """Whether a job runs now: a glance without the lock, for a caller deciding whether
+        to wait for more ends (an int is read whole)."""
+        return self._running > 0
+
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
 
