@@ -146,6 +146,8 @@ class Leases:
                 or_(jobs.c.target_worker_id.is_(None), jobs.c.target_worker_id == bindparam("wid")),
                 jobs.c.kind.in_(bindparam("kinds", expanding=True)),
                 or_(jobs.c.selector_size == 0, not_(foreign_label)),
+                # picked for an earlier worker of the same batch, not yet marked leased
+                jobs.c.id.not_in(bindparam("taken", expanding=True)),
             )
             .order_by(jobs.c.id)
             .limit(bindparam("n"))
@@ -187,9 +189,12 @@ class Leases:
         self._touched: dict[int, float] = {}  # when each worker's last_seen was last written
         self._idle: set[int] = set()  # workers whose last lease found nothing to do
         self._insert_attempt = Prepared(
-            insert(attempts)
-            .values({c: bindparam(c) for c in _NEW_ATTEMPT})
-            .returning(attempts.c.id)
+            insert(attempts).values({c: bindparam(c) for c in _NEW_ATTEMPT})
+        )
+        self._new_attempts = Prepared(
+            select(attempts.c.id, attempts.c.lease_token).where(
+                attempts.c.job_id.in_(bindparam("jids", expanding=True))
+            )
         )
         self._mark_leased = Prepared(
             update(jobs)
@@ -295,13 +300,25 @@ class Leases:
             fresh: set[int] = set()
             found = self._workers_of.all(conn, {"ids": sorted({asks[i][0] for i in todo})})
             by_id = {w.id: w for w in found}
+            picks: list[tuple[int, Any, list[Any]]] = []  # (ask, worker, its jobs) to record
+            taken: list[int] = []
             for i in todo:
                 worker_id, max_jobs = asks[i]
                 worker = by_id.get(worker_id)
                 if worker is None:
                     out[i] = NotFound(f"no worker {worker_id}")
                     continue
-                out[i] = self._lease_in(conn, now, worker, max_jobs, ttl, fleet, limited, fresh)
+                picked = self._pick_for(conn, now, worker, max_jobs, fleet, limited, taken)
+                if fleet or limited:
+                    # schedules and limits read what earlier workers took: record it at once
+                    out[i] = self._record(conn, now, ttl, [(worker, picked)], fresh)[0]
+                elif picked:
+                    picks.append((i, worker, picked))
+                    taken.extend(r.id for r in picked)
+            # everyone else's in one go: an insert and an update for the batch, not per job
+            recorded = self._record(conn, now, ttl, [(w, p) for _, w, p in picks], fresh)
+            for (i, _, _), leases in zip(picks, recorded, strict=True):
+                out[i] = leases
             if fresh:
                 # once, at the end, in id order: the runs' row locks in the order finish takes them
                 mark_started(conn, self.db, fresh)
@@ -312,20 +329,19 @@ class Leases:
             worker_id in self._idle and time.monotonic() - self._touched.get(worker_id, 0.0) < 1.0
         )
 
-    def _lease_in(
+    def _pick_for(
         self,
         conn: Connection,
         now: float,
         worker: Any,
         max_jobs: int,
-        ttl: float,
         fleet: bool,
         limited: bool,
-        fresh: set[int],
-    ) -> list[Lease]:
-        """One worker's leases (its row as read in this transaction) inside the caller's
-        transaction (`fleet`, `limited`: whether a live run has a host schedule, or a
-        max_parallel); adds the runs it starts to `fresh`."""
+        taken: Sequence[int],
+    ) -> list[Any]:
+        """The jobs one worker (its row as read in this transaction) is to lease, not yet
+        recorded (`fleet`, `limited`: whether a live run has a host schedule, or a
+        max_parallel; `taken`: jobs already picked for other workers of the batch)."""
         worker_id = worker.id
         self._touched[worker_id] = time.monotonic()
         if worker.draining:
@@ -337,6 +353,7 @@ class Leases:
                 "pairs": pairs(worker.labels),
                 "kinds": list(worker.allow),
                 "n": max_jobs,
+                "taken": list(taken),
             },
         )
         if fleet:
@@ -347,16 +364,31 @@ class Leases:
             self._seen.execute(conn, {"wid": worker_id})
         if not picked:
             self._idle.add(worker_id)
-            return []
-        self._idle.discard(worker_id)
-        tokens = [secrets.token_hex(16) for _ in picked]
-        attempt_ids = [
-            self._insert_attempt.scalar(
-                conn,
+        else:
+            self._idle.discard(worker_id)
+        return picked
+
+    def _record(
+        self,
+        conn: Connection,
+        now: float,
+        ttl: float,
+        picks: Sequence[tuple[Any, Sequence[Any]]],
+        fresh: set[int],
+    ) -> list[list[Lease]]:
+        """Attempts for picked jobs, (worker, its jobs) each, and the jobs marked leased: one
+        insert and one update for them all. Returns each worker's leases; adds the runs they
+        start to `fresh`."""
+        rows = [(worker, row, secrets.token_hex(16)) for worker, picked in picks for row in picked]
+        if not rows:
+            return [[] for _ in picks]
+        self._insert_attempt.many(
+            conn,
+            [
                 {
                     "job_id": row.id,
                     "number": row.attempts + 1,
-                    "worker_id": worker_id,
+                    "worker_id": worker.id,
                     "worker_name": worker.name,
                     "lease_token": token,
                     "lease_expires_at": now + ttl,
@@ -365,35 +397,41 @@ class Leases:
                     "resources": {},
                     "reason": "",
                     "log_bytes": 0,
-                },
-            )
-            for row, token in zip(picked, tokens, strict=True)
-        ]
+                }
+                for worker, row, token in rows
+            ],
+        )
+        # the new attempts' ids, by their tokens (read through the jobs' index)
+        made = {
+            r.lease_token: r.id
+            for r in self._new_attempts.all(conn, {"jids": [row.id for _, row, _ in rows]})
+        }
         self._mark_leased.many(
             conn,
             [
-                {"jid": r.id, "aid": a, "wname": worker.name}
-                for r, a in zip(picked, attempt_ids, strict=True)
+                {"jid": row.id, "aid": made[token], "wname": worker.name}
+                for worker, row, token in rows
             ],
         )
-        fresh.update(r.run_id for r in picked if r.run_state == RunState.QUEUED.value)
-        return [
+        fresh.update(row.run_id for _, row, _ in rows if row.run_state == RunState.QUEUED.value)
+        leases = iter(
             Lease(
-                attempt_id=a,
-                token=t,
-                job_id=r.id,
-                run_id=r.run_id,
-                run_name=r.run_name,
-                job_name=r.name,
-                instance=r.instance,
-                number=r.attempts + 1,
-                payload=r.payload,
-                timeout=r.timeout,
+                attempt_id=made[token],
+                token=token,
+                job_id=row.id,
+                run_id=row.run_id,
+                run_name=row.run_name,
+                job_name=row.name,
+                instance=row.instance,
+                number=row.attempts + 1,
+                payload=row.payload,
+                timeout=row.timeout,
                 ttl=ttl,
-                run_shared=bool(r.run_shared),
+                run_shared=bool(row.run_shared),
             )
-            for r, a, t in zip(picked, attempt_ids, tokens, strict=True)
-        ]
+            for _, row, token in rows
+        )
+        return [[next(leases) for _ in picked] for _, picked in picks]
 
     def _held(
         self, conn: Connection, items: Sequence[tuple[int, str]]
