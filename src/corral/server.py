@@ -74,7 +74,7 @@ class Server:
     ) -> None:
         # Handing work between threads (long-polls, the local worker's slots) waits for the GIL;
         # a shorter switch interval than the default 5 ms cuts that latency.
-        sys.setswitchinterval(float(os.environ.get("SWI", "0.0005")))
+        sys.setswitchinterval(0.0005)
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         s3 = S3Options(
