@@ -452,3 +452,21 @@ def test_a_lease_batch_answers_each_worker_in_asking_order(
     assert [x.job_name for x in first] == ["x"]  # type: ignore[union-attr]
     assert isinstance(unknown, NotFound) and "999999" in str(unknown)
     assert last == []
+
+
+def test_workers_of_one_lease_batch_never_share_a_job(coord: Coordinator, admin: Principal) -> None:
+    # every worker can take every job: each later pick must leave out what earlier ones took,
+    # since the batch marks its jobs leased only once every worker has picked
+    ws = [join(coord, admin, f"w{i}") for i in range(3)]
+    run = coord.submit(admin, spec({f"j{i}": {"command": "true"} for i in range(5)}))
+    got = coord.store.leases.lease_many([(w.id, 2) for w in ws], 30.0)
+    batches = [b for b in got if not isinstance(b, NotFound)]
+    assert [[x.job_name for x in b] for b in batches] == [["j0", "j1"], ["j2", "j3"], ["j4"]]
+    for w, batch in zip(ws, batches, strict=True):
+        for lease in batch:
+            # one attempt per job, the worker's, under the token its lease holds
+            (attempt,) = coord.store.runs.attempts(lease.job_id)
+            assert (attempt.id, attempt.worker) == (lease.attempt_id, w.name)
+            assert coord.store.runs.job_by_id(lease.job_id).state is JobState.LEASED
+    coord.finish(ws[0].id, [report(x) for b in batches for x in b])
+    assert coord.store.runs.get(run.id).state is RunState.PASSED
