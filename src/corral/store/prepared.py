@@ -103,10 +103,11 @@ class Prepared:
         """The same statement (no RETURNING, no expanding binds) for each set of params."""
         if not params:
             return
-        plan, _ = self._bind(conn, params[0])
+        plan, first = self._bind(conn, params[0])
+        rows = [first, *(self._args(plan, p) for p in params[1:])]
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cur.executemany(plan.sql, [self._args(plan, p) for p in params])
+            cur.executemany(plan.sql, rows)
         finally:
             cur.close()
 
