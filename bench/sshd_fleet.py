@@ -95,9 +95,8 @@ def start(base: Path, n: int) -> SshFleet:
     (base / "authorized_keys").chmod(0o644)
     host_pub = (base / "host_key.pub").read_text().split()[:2]
     known = []
-    for i in range(1, n + 1):
+    for i, port in enumerate(procs.free_ports(n), start=1):
         site = f"web{i}"
-        port = procs.free_port()
         config = base / f"sshd-{site}.conf"
         config.write_text(sshd_config(base, site, port, USER, max_startups=200))
         fleet.hosts.append(Host(site, port, config))
