@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psutil
+
+from bench.service_configs import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,19 +149,6 @@ def venv_bin(name: str) -> str:
 
 def free_port() -> int:
     return free_ports(1)[0]
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports: all held while they are picked, so none is handed out twice
-    (one at a time, the kernel may give the same port again once it is let go)."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def wait_until(

@@ -9,6 +9,11 @@ _TESTS = str(Path(__file__).resolve().parent.parent / "tests")
 if _TESTS not in sys.path:
     sys.path.append(_TESTS)  # appended: nothing of the benchmark's own can be shadowed
 
-from service_configs import sshd_config, weed_s3_identity, weed_server_argv  # noqa: E402
+from service_configs import (  # noqa: E402
+    free_ports,
+    sshd_config,
+    weed_s3_identity,
+    weed_server_argv,
+)
 
-__all__ = ["sshd_config", "weed_s3_identity", "weed_server_argv"]
+__all__ = ["free_ports", "sshd_config", "weed_s3_identity", "weed_server_argv"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import procs
-from bench.service_configs import sshd_config
+from bench.service_configs import free_ports, sshd_config
 
 SSHD = "/usr/sbin/sshd"
 USER = "corralbench"
@@ -95,7 +95,7 @@ def start(base: Path, n: int) -> SshFleet:
     (base / "authorized_keys").chmod(0o644)
     host_pub = (base / "host_key.pub").read_text().split()[:2]
     known = []
-    for i, port in enumerate(procs.free_ports(n), start=1):
+    for i, port in enumerate(free_ports(n), start=1):
         site = f"web{i}"
         config = base / f"sshd-{site}.conf"
         config.write_text(sshd_config(base, site, port, USER, max_startups=200))

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench import procs
-from bench.service_configs import weed_s3_identity, weed_server_argv
+from bench.service_configs import free_ports, weed_s3_identity, weed_server_argv
 from bench.systems.corral_sys import CorralSystem
 
 BACKENDS = ("dir", "s3")
@@ -61,7 +61,7 @@ class SeaweedFS:
         data.mkdir(parents=True, exist_ok=True)
         config = self.base / "s3.json"
         weed_s3_identity(config, "bench", S3_ACCESS_KEY, S3_SECRET_KEY)
-        self.ports = procs.free_ports(8)
+        self.ports = free_ports(8)
         s3 = self.ports[6]
         argv = weed_server_argv(binary, self.base, config, self.ports, volume_limit_mb=1024)
         self.endpoint = f"http://127.0.0.1:{s3}"

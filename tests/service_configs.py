@@ -7,8 +7,22 @@ configured one way everywhere; the benchmark puts this directory on its import p
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports on loopback: all held while they are picked, so none is handed
+    out twice (one at a time, the kernel may give the same port again once it is let go)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def sshd_config(base: Path, site: str, port: int, user: str, max_startups: int) -> str:

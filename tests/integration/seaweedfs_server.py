@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import boto3
 from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service_configs import weed_s3_identity, weed_server_argv
+from service_configs import free_ports, weed_s3_identity, weed_server_argv
 
 ACCESS_KEY = "corral-test"
 SECRET_KEY = "corral-test-secret"
@@ -33,18 +32,6 @@ READY_TIMEOUT = 60.0
 def weed_binary() -> str | None:
     beside = Path(sys.executable).with_name("weed")
     return str(beside) if beside.exists() else shutil.which("weed")
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports, all held at once while picking so none repeats."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
