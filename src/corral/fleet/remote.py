@@ -12,6 +12,7 @@ as made are kept for the next jobs of the connection and removed when it closes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -138,16 +139,9 @@ def run_job(channel: Any, spec: dict[str, Any], attach: Callable[[Any], None]) -
     finally:
         with contextlib.suppress(OSError):
             os.unlink(output)
-    result_json = {
-        "outcome": result.outcome,
-        "exit_code": result.exit_code,
-        "reason": result.reason,
-        "started_at": result.started_at,
-        "finished_at": result.finished_at,
-        "resources": dict(result.resources),
-        "output_bytes": result.output_bytes,
-        "truncated": result.truncated,
-    }
+    # every field of the executor's result, which the coordinator makes again as it is
+    result_json = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    result_json["resources"] = dict(result.resources)
     _send(channel, ("end", json.dumps({"result": result_json, "shared": shared})))
 
 

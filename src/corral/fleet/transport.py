@@ -362,22 +362,10 @@ class RemoteExecution:
         """The host's end of the job: its result and the values it published."""
         done = json.loads(text)
         self.shared = dict(done["shared"])
-        r = done["result"]
         with self._lock:
             self._channel = None
         self.transport.keep(job_channel)
-        self._end(
-            ExecResult(
-                outcome=r["outcome"],
-                exit_code=r["exit_code"],
-                reason=r["reason"],
-                started_at=r["started_at"],
-                finished_at=r["finished_at"],
-                resources=r["resources"],
-                output_bytes=r["output_bytes"],
-                truncated=r["truncated"],
-            )
-        )
+        self._end(ExecResult(**done["result"]))  # the host sends every field of one
 
     def lost(self, job_channel: JobChannel, why: str) -> None:
         """The channel (or the whole connection) went before the job's end came."""
