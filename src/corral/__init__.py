@@ -16,7 +16,7 @@ from corral.errors import (
     Unauthorized,
 )
 from corral.handles import RunHandle  # light: the client loads only when it is used
-from corral.registry import task
+from corral.task_mark import task
 
 if TYPE_CHECKING:
     from corral.client import Client

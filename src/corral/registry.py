@@ -3,7 +3,7 @@
 The server finds tasks by parsing its task files (``ast``), never by importing them: it needs
 none of the tasks' dependencies, runs none of their code (a task file with a syntax error or a
 bad import cannot take the coordinator down), and a task's options must therefore be literals
-that can be read without running anything. Workers import the files; the decorator below only
+that can be read without running anything. Workers import the files; the decorator (`corral.task_mark`) only
 marks functions, so importing a task file on a worker has no side effect of corral's own.
 """
 
@@ -15,10 +15,10 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from corral.domain.durations import parse_duration
 from corral.domain.labels import LabelError, check_labels
@@ -26,49 +26,9 @@ from corral.domain.runspec import MAX_RETRIES, NAME_RE, JobSpec
 
 log = logging.getLogger("corral.registry")
 
-F = TypeVar("F", bound=Callable[..., Any])
 OPTIONS = ("name", "on", "timeout", "retries")
 MAX_SOURCE = 4 * 1024 * 1024  # bytes of one task file
 KEEP_SOURCES = 256  # versions of task files kept for jobs leased before a file changed
-
-
-@overload
-def task(fn: F, /) -> F: ...
-
-
-@overload
-def task(
-    *,
-    name: str | None = None,
-    on: Mapping[str, str] | None = None,
-    timeout: str | float | None = None,
-    retries: int | None = None,
-) -> Callable[[F], F]: ...
-
-
-def task(
-    fn: F | None = None,
-    /,
-    *,
-    name: str | None = None,
-    on: Mapping[str, str] | None = None,
-    timeout: str | float | None = None,
-    retries: int | None = None,
-) -> F | Callable[[F], F]:
-    """Mark a function in a task file as a corral task: ``@corral.task`` or
-    ``@corral.task(name="wc", on={"platform": "linux"}, timeout="5m", retries=2)``.
-
-    The server reads these options from the file's text, so they must be literals. The job
-    that runs the task may override `on`, `timeout` and `retries`. The function is returned
-    unchanged: a worker calls it as ``fn(**args)`` and stores its JSON-serialisable result.
-    """
-    options = {"name": name, "on": on, "timeout": timeout, "retries": retries}
-
-    def mark(f: F) -> F:
-        f.__corral_task__ = {k: v for k, v in options.items() if v is not None}  # type: ignore[attr-defined]
-        return f
-
-    return mark(fn) if fn is not None else mark
 
 
 @dataclass(frozen=True)

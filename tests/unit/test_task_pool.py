@@ -338,3 +338,28 @@ def test_every_call_starts_in_an_empty_directory_and_none_is_left_behind(
     finally:
         pool.close()
     assert list(root.iterdir()) == []  # closing the pool removes the spare directories
+
+
+def test_a_new_task_process_imports_only_what_a_call_needs(tmp_path: Path) -> None:
+    # each replacement process pays its imports before its first call (one every
+    # `max_calls`); asyncio, the registry's parser and the run spec once tripled that
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import corral.worker.task_runner\n"
+        "import corral\n"  # what every task file does for `@corral.task`
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": task_pool._PACKAGE_ROOT, "PATH": "/usr/bin:/bin"},
+    )
+    loaded = set(done.stdout.split())
+    assert "corral.task_mark" in loaded
+    heavy = {"asyncio", "corral.registry", "corral.domain.runspec", "logging", "inspect"}
+    assert loaded & heavy == set()

@@ -9,18 +9,15 @@ which the worker reads as the job's log. A module is imported once per source ha
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import inspect
 import json
 import os
 import sys
 import threading
 import time
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from types import ModuleType
+from types import CoroutineType, ModuleType
 from typing import Any
 
 KEEP_MODULES = 32  # task file versions kept imported in one process
@@ -70,7 +67,9 @@ class Runner:
         try:
             os.chdir(req.get("cwd") or self.home)
             value = fn(**req["args"])
-            if inspect.iscoroutine(value):
+            if isinstance(value, CoroutineType):
+                import asyncio  # only for async tasks: it is most of a new runner's imports
+
                 value = asyncio.run(value)
         except SystemExit as exc:
             return json.dumps({"ok": False, "error": f"the task called sys.exit({exc.code!r})"})
@@ -99,6 +98,8 @@ def _set_environ(wanted: dict[str, str]) -> None:
 
 
 def _failure(what: str, exc: BaseException) -> str:
+    import traceback  # only when a task fails
+
     tb = exc.__traceback__
     # the runner's own frames say nothing about the task: start at the task's
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
