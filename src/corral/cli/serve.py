@@ -64,6 +64,7 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
     """Start the coordinator (API, dashboard) with a local worker."""
     import uvicorn
 
+    from corral.http_writes import http_protocol
     from corral.secrets import load_secrets
     from corral.server import Server
 
@@ -99,6 +100,7 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
         server.app,
         host=settings.host,
         port=settings.port,
+        http=http_protocol(),
         log_level="warning" if settings.log_level == "info" else settings.log_level,
         ssl_certfile=settings.tls_cert or None,
         ssl_keyfile=settings.tls_key or None,
