@@ -271,6 +271,26 @@ def test_processes_are_recycled_after_max_calls(tmp_path: Path, sources: Sources
     assert pids[0] == pids[1] != pids[2] == pids[3]
 
 
+def test_a_process_near_its_last_call_has_its_successor_started(
+    tmp_path: Path, sources: Sources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(task_pool, "SUCCESSOR_AHEAD", 2)
+    p = TaskPool(sources, PoolOptions(cache_dir=str(tmp_path), max_calls=4))
+    try:
+        sha = sources.add(SOURCE)
+        first = call(p, sha, "add", {"a": 0, "b": 0})[0].value["pid"]
+        assert p._successors == []  # three calls to go: not yet
+        second = call(p, sha, "add", {"a": 0, "b": 0})[0].value["pid"]
+        # two calls to go: started now, beside the last ones
+        [successor] = p._successors
+        rest = [call(p, sha, "add", {"a": 0, "b": 0})[0].value["pid"] for _ in range(3)]
+    finally:
+        p.close()
+    assert first == second == rest[0] == rest[1] != successor.popen.pid
+    assert rest[2] == successor.popen.pid  # the fifth call: the successor, already started
+    assert successor.popen.poll() is not None  # closed with the pool
+
+
 def test_kill_from_another_thread_cancels(pool: TaskPool, sources: Sources) -> None:
     running = pool.call(lease(sources.add(SOURCE), "sleep", {"seconds": 30}), {}, lambda c: None)
     threading.Timer(0.3, running.kill, args=("canceled by a person",)).start()
