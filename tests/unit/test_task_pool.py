@@ -335,6 +335,12 @@ def write(name: str) -> dict:
         with open(name, "w") as f:
             f.write("x")
     return {"cwd": os.getcwd(), "before": before}
+
+
+@corral.task
+def opened_up() -> dict:
+    os.chmod(".", 0o755)  # empty, but no longer as the worker made it
+    return {"cwd": os.getcwd(), "before": sorted(os.listdir("."))}
 """
 
 
@@ -354,7 +360,13 @@ def test_every_call_starts_in_an_empty_directory_and_none_is_left_behind(
         assert not Path(second.value["cwd"]).exists()
         third, _ = call(pool, sha, "write", {"name": ""})
         assert third.value["cwd"] != second.value["cwd"]
-        assert [r.value["before"] for r in (first, second, third)] == [[], [], []]
+        # empty but opened to others: not handed on either
+        fourth, _ = call(pool, sha, "opened_up", {})
+        assert fourth.value["cwd"] == third.value["cwd"]
+        assert not Path(fourth.value["cwd"]).exists()
+        fifth, _ = call(pool, sha, "write", {"name": ""})
+        assert fifth.value["cwd"] != fourth.value["cwd"]
+        assert [r.value["before"] for r in (first, second, third, fourth, fifth)] == [[]] * 5
     finally:
         pool.close()
     assert list(root.iterdir()) == []  # closing the pool removes the spare directories
@@ -383,3 +395,21 @@ def test_a_new_task_process_imports_only_what_a_call_needs(tmp_path: Path) -> No
     assert "corral.task_mark" in loaded
     heavy = {"asyncio", "corral.registry", "corral.domain.runspec", "logging", "inspect"}
     assert loaded & heavy == set()
+
+
+def test_the_runner_says_whether_a_call_left_its_directory_as_given(tmp_path: Path) -> None:
+    from corral.worker import task_runner
+
+    made = tmp_path / "call"
+    made.mkdir(mode=0o700)
+    proc = task_pool._Process.__new__(task_pool._Process)
+    reply = task_runner._with_rss('{"ok":true,"result":1}', str(made))
+    assert proc.note_reply(reply) is True and proc.reported_rss > 0
+    (made / "left").write_text("x")
+    assert proc.note_reply(task_runner._with_rss('{"ok":true,"result":1}', str(made))) is False
+    (made / "left").unlink()
+    made.chmod(0o755)
+    assert proc.note_reply(task_runner._with_rss('{"ok":true,"result":1}', str(made))) is False
+    # no directory named, or a reply from an older runner: the worker looks itself
+    assert proc.note_reply(task_runner._with_rss('{"ok":true,"result":1}')) is False
+    assert proc.note_reply(b'{"ok":true,"result":1}') is False

@@ -109,13 +109,15 @@ class _Process:
             view = view[os.write(self._req_w, view) :]
         self.calls += 1
 
-    def note_reply(self, reply: bytes) -> None:
-        """Keep the memory figure that leads a reply (`{"rss":N,...`)."""
-        head, _, _ = reply[7:27].partition(b",")
+    def note_reply(self, reply: bytes) -> bool:
+        """Keep the memory figure that leads a reply (`{"rss":N,...`); whether the reply says
+        the call left its directory empty and as made (`"kept":1`, next)."""
+        head, _, rest = reply[7:40].partition(b",")
         try:
             self.reported_rss = int(head) if reply.startswith(b'{"rss":') else -1
         except ValueError:
             self.reported_rss = -1
+        return self.reported_rss >= 0 and rest.startswith(b'"kept":1,')
 
     def rss(self) -> int:
         """Resident memory in bytes (Linux; 0 where /proc is not there)."""
@@ -278,15 +280,19 @@ class TaskPool:
                 return self._spare_dirs.pop()
         return tempfile.mkdtemp(prefix="corral-task-", dir=self.options.workdir_root or None)
 
-    def done_with(self, path: str) -> None:
-        """A call's directory: kept for the next call when left empty and as made, else removed."""
-        try:
-            st = os.stat(path)
-            with os.scandir(path) as entries:
-                empty = next(entries, None) is None
-        except OSError:
-            empty = False
-        if empty and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.getuid():
+    def done_with(self, path: str, kept: bool = False) -> None:
+        """A call's directory: kept for the next call when left empty and as made, else removed.
+        `kept`: the task process has looked and found it so (its reply said), after the call;
+        else it is looked at here."""
+        if not kept:
+            try:
+                st = os.stat(path)
+                with os.scandir(path) as entries:
+                    empty = next(entries, None) is None
+            except OSError:
+                empty = False
+            kept = empty and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.getuid()
+        if kept:
             with self._lock:
                 if not self._closed and len(self._spare_dirs) < MAX_SPARE_DIRS:
                     self._spare_dirs.append(path)
@@ -334,6 +340,7 @@ class TaskCall:
         self.collect: Callable[[str, BinaryIO | None], None] | None = None
         self.keep_stdout = False
         self._stdout_copy: BinaryIO | None = None
+        self._kept = False  # the task process found the call's directory left as given
 
     def kill(self, reason: str = "killed") -> None:
         with self._lock:
@@ -428,7 +435,9 @@ class TaskCall:
             if self._stdout_copy is not None:
                 self._stdout_copy.close()
                 self._stdout_copy = None
-            self.pool.done_with(workdir)
+            # what the task process said of it, unless something came after: collecting
+            # outputs reads the directory, a kept copy of stdout is elsewhere
+            self.pool.done_with(workdir, self._kept and self.collect is None)
 
     def _wait(self, proc: _Process, started: float) -> TaskResult:
         timeout = self.lease.timeout
@@ -458,7 +467,7 @@ class TaskCall:
                     proc.reply += data
                     if proc.reply.endswith(b"\n"):
                         reply, proc.reply = proc.reply, b""
-                        proc.note_reply(reply)
+                        self._kept = proc.note_reply(reply)
                         self._drain(proc)
                         self.pool.give(proc)
                         return self._answer(reply, started)
