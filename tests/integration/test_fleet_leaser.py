@@ -176,6 +176,38 @@ def test_ends_wait_for_the_jobs_still_running_and_go_out_together(
         reporter.stop()
 
 
+def test_while_the_reporter_gathers_only_the_last_end_wakes_it(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hosts, "GATHER_ENDS", 30.0)
+    names = ["web1", "web2", "web3", "web4"]
+    leaser, agents = _sites(coord, names)
+    run = coord.submit(admin, spec({s: {"command": "true", "on": {"site": s}} for s in names}))
+    leaser._lease_round()
+    reporter = agents["web1"].reporter
+    wakes: list[int] = []
+    real = reporter._cond.notify
+
+    def counted(n: int = 1) -> None:
+        wakes.append(n)
+        real(n)
+
+    monkeypatch.setattr(reporter._cond, "notify", counted)
+    reporter.start()
+    try:
+        _ended_here(agents["web1"])  # wakes it: it gathers from now on
+        _until(lambda: reporter._gathering)
+        _ended_here(agents["web2"])
+        _ended_here(agents["web3"])
+        time.sleep(0.1)
+        assert len(wakes) == 1  # two more ends, while two jobs still ran: no wake-up
+        _ended_here(agents["web4"])  # the last
+        _until(lambda: coord.store.runs.get(run.id).state.value == "passed")
+        assert len(wakes) == 2
+    finally:
+        reporter.stop()
+
+
 def test_an_end_waits_no_longer_than_the_gathering_time(
     coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -70,7 +70,7 @@ class HostAgent(Agent):
         if self._full and self._wanted_locked():
             self._full = False
             self.leaser.poke()
-        self.reporter.poke()
+        self.reporter.ended()
 
     def _wake_all(self) -> None:
         super()._wake_all()
@@ -271,6 +271,16 @@ class FleetReporter(_FleetThread):
 
     def __init__(self, coordinator: Coordinator) -> None:
         super().__init__(coordinator, dirty=False)
+        self._gathering = False  # waiting in `_gather` for the round's other ends
+
+    def ended(self) -> None:
+        """A site's job ended (or left its slot). While the reporter gathers a round's ends,
+        only the last one wakes it: the others are in its report all the same, and a wake-up
+        per end costs it a thread switch each time."""
+        with self._cond:
+            self._dirty = True
+            if not self._gathering or not any(a.running() for a in self.agents):
+                self._cond.notify()
 
     def _loop(self) -> None:
         interval = min((a.heartbeat_interval() for a in self.agents), default=10.0)
@@ -298,13 +308,17 @@ class FleetReporter(_FleetThread):
 
     def _gather(self) -> None:
         """Wait (holding the condition) while jobs still run elsewhere, up to GATHER_ENDS:
-        each end pokes, so this looks again at every one."""
+        the last end wakes it (`ended`), as does a stop."""
         until = time.monotonic() + GATHER_ENDS
-        while not self._stopped and any(a.running() for a in self.agents):
-            left = until - time.monotonic()
-            if left <= 0:
-                return
-            self._cond.wait(left)
+        self._gathering = True
+        try:
+            while not self._stopped and any(a.running() for a in self.agents):
+                left = until - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+        finally:
+            self._gathering = False
 
     def _report_round(self, beat: bool) -> None:
         batches: list[tuple[HostAgent, Batch]] = []
