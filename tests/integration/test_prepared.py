@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -110,3 +111,35 @@ def test_a_non_durable_write_is_committed_and_seen(store: Store) -> None:
         with store.db.write() as conn:
             raw: Any = conn.connection.driver_connection
             assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_empty_and_full_json_values_are_written_as_sqlalchemy_writes_them(store: Store) -> None:
+    # empty dicts and lists take a short way round the json module where the engine keeps
+    # JSON as text; what lands in the table must be the same either way
+    values = [({}, []), ({"a": [1, {}]}, ["x", []]), ({"": None}, [{}])]
+    ids = []
+    with store.db.write() as conn:
+        add = Prepared(
+            insert(workers)
+            .values(
+                name=bindparam("name"),
+                labels=bindparam("labels"),
+                allow=bindparam("allow"),
+                **{k: bindparam(k) for k in _NEW_WORKER if k not in ("labels", "allow")},
+            )
+            .returning(workers.c.id)
+        )
+        for i, (labels, allow) in enumerate(values):
+            row = {**_NEW_WORKER, "name": f"w-empty-{i}", "labels": labels, "allow": allow}
+            ids.append(int(add.scalar(conn, row)))
+    with store.db.read() as conn:
+        for wid, (labels, allow) in zip(ids, values, strict=True):
+            got = conn.execute(
+                select(workers.c.labels, workers.c.allow).where(workers.c.id == wid)
+            ).one()
+            assert (got.labels, got.allow) == (labels, allow)
+            if store.db.is_sqlite:
+                text = conn.exec_driver_sql(
+                    f"SELECT labels, allow FROM workers WHERE id = {wid}"
+                ).one()
+                assert tuple(text) == (json.dumps(labels), json.dumps(allow))
