@@ -608,7 +608,7 @@ class Coordinator:
         for x in leases:
             t = found.get(str(x.payload.get("task"))) if x.payload.get("kind") == "task" else None
             if t is not None:
-                x = replace(x, payload={**x.payload, **t.lease_fields()})
+                x = x.with_payload({**x.payload, **t.lease_fields()})
             out.append(x)  # a task gone from the server: the worker fails the job saying so
         return out
 
@@ -629,10 +629,10 @@ class Coordinator:
                         f"input {name!r}: job {ref[0]!r} produced no {ref[1]!r} "
                         "(nothing matched, or it has not passed)"
                     )
-                    return replace(lease, payload={**lease.payload, "input_problem": problem})
+                    return lease.with_payload({**lease.payload, "input_problem": problem})
                 sha = found[0]
             placed.append({"name": name, "sha256": str(sha)})
-        return replace(lease, payload={**lease.payload, "input_objects": placed})
+        return lease.with_payload({**lease.payload, "input_objects": placed})
 
     def _with_secrets(self, lease: Lease) -> Lease:
         """Secret values go with the lease only (never into the store)."""
@@ -642,7 +642,7 @@ class Coordinator:
         if not names:
             return lease
         payload = {**lease.payload, "secret_values": self.secrets.resolve(names)}
-        return replace(lease, payload=payload)
+        return lease.with_payload(payload)
 
     def lease_wait(
         self, worker_id: int, max_jobs: int, wait: float, stop: threading.Event | None = None

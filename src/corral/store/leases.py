@@ -10,7 +10,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -100,7 +100,17 @@ def _with_settled(
         if s.queued and item.run_id not in told:
             told.add(item.run_id)
             queued = (*queued, *s.queued)
-        result.append(replace(item, queued=queued, run_ended=s.ended))
+        result.append(
+            Ended(
+                item.attempt_id,
+                item.job_id,
+                item.run_id,
+                item.state,
+                queued,
+                s.ended,
+                item.not_before,
+            )
+        )
     return result
 
 
