@@ -435,8 +435,8 @@ class TaskCall:
             if self._stdout_copy is not None:
                 self._stdout_copy.close()
                 self._stdout_copy = None
-            # what the task process said of it, unless something came after: collecting
-            # outputs reads the directory, a kept copy of stdout is elsewhere
+            # as the task process found it after the call, unless the worker has been at
+            # it since (collecting outputs): then it is looked at again here
             self.pool.done_with(workdir, self._kept and self.collect is None)
 
     def _wait(self, proc: _Process, started: float) -> TaskResult:
