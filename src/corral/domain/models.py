@@ -127,8 +127,8 @@ class Lease:
 
     def with_payload(self, payload: Mapping[str, Any]) -> Lease:
         """The same lease carrying `payload` (what the coordinator adds to a job's spec as it
-        hands it out): built directly, at a fifth of the cost of `dataclasses.replace`, once
-        per job leased."""
+        hands it out), built directly: half the cost of `dataclasses.replace` (1.4 against
+        2.9 µs), once per job leased."""
         return Lease(
             self.attempt_id,
             self.token,
