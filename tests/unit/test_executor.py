@@ -277,6 +277,15 @@ def test_env_is_minimal_plus_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     assert os.path.basename(env["HOME"]).startswith("attempt-")
 
 
+def test_env_values_reach_the_job_byte_for_byte() -> None:
+    # encoded as os.fsencode would (the job's environment is handed to Popen as bytes),
+    # non-ASCII and undecodable bytes alike
+    odd = os.fsdecode(b"caf\xc3\xa9 \xff\xfe")
+    result, rec = run(ExecSpec(command='printf %s "$ODD" | od -An -tx1', env={"ODD": odd}))
+    assert result.outcome == "passed"
+    assert bytes.fromhex(rec.text("stdout").replace(" ", "").replace("\n", "")) == os.fsencode(odd)
+
+
 def test_env_extras_override_base() -> None:
     _, rec = run(ExecSpec(argv=("env",), env={"LANG": "C"}))
     assert parse_env(rec.text("stdout"))["LANG"] == "C"

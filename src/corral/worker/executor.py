@@ -350,6 +350,7 @@ def _spawn(
         extra = {"user": spec.user[0], "group": spec.user[1], "extra_groups": []}
     # wrapped or boxed, an exec failure shows only as the wrapper's exit: let the shell decide
     direct = spec.sandbox is None and applied is None
+    environ = _encoded(env)
 
     def popen(argv: list[str], executable: str | None = None) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -359,7 +360,7 @@ def _spawn(
             stdout=out_w,
             stderr=err_w,
             cwd=cwd,
-            env=env,
+            env=environ,
             close_fds=True,
             start_new_session=True,
             **extra,
@@ -393,6 +394,19 @@ def _spawn(
                 # "exit 127" exactly as it would be with `sh -c`.
                 pass
     return start(shell)
+
+
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
+def _encoded(env: Mapping[str, str]) -> dict[bytes, bytes]:
+    """The environment as bytes, encoded as `os.fsencode` would: Popen encodes a str one a
+    key and a value at a time through Python calls, a fifth of a short job's spawn."""
+    return {
+        k.encode(_FS_ENCODING, _FS_ERRORS): v.encode(_FS_ENCODING, _FS_ERRORS)
+        for k, v in env.items()
+    }
 
 
 def _on_path(name: str, env: Mapping[str, str]) -> str | None:
