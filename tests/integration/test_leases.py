@@ -468,5 +468,12 @@ def test_workers_of_one_lease_batch_never_share_a_job(coord: Coordinator, admin:
             (attempt,) = coord.store.runs.attempts(lease.job_id)
             assert (attempt.id, attempt.worker) == (lease.attempt_id, w.name)
             assert coord.store.runs.job_by_id(lease.job_id).state is JobState.LEASED
+    # each lease its own token of 128 random bits (one draw serves the whole batch)
+    tokens = [x.token for b in batches for x in b]
+    assert len(set(tokens)) == 5
+    assert all(len(t) == 32 and int(t, 16) >= 0 for t in tokens)
+    # and a token fences only its own attempt
+    first, second = batches[0]
+    assert coord.heartbeat(ws[0].id, [(second.attempt_id, first.token)]) == [second.attempt_id]
     coord.finish(ws[0].id, [report(x) for b in batches for x in b])
     assert coord.store.runs.get(run.id).state is RunState.PASSED

@@ -79,6 +79,9 @@ class Ended:
     not_before: float = 0.0  # a retry waiting out its back-off: leasable from then (store clock)
 
 
+_TOKEN_BYTES = 16  # a lease token: 128 random bits, as hex
+
+
 def backoff(tries: int, base: float) -> float:
     """Seconds before retry number `tries`: doubling from `base`, at most 5 minutes."""
     return float(min(base * 2 ** max(tries - 1, 0), 300.0))
@@ -389,9 +392,15 @@ class Leases:
         """Attempts for picked jobs, (worker, its jobs) each, and the jobs marked leased: one
         insert and one update for them all. Returns each worker's leases; adds the runs they
         start to `fresh`."""
-        rows = [(worker, row, secrets.token_hex(16)) for worker, picked in picks for row in picked]
-        if not rows:
+        picked_rows = [(worker, row) for worker, picked in picks for row in picked]
+        if not picked_rows:
             return [[] for _ in picks]
+        # the batch's lease tokens from one read of the system's random source, not one each
+        raw = secrets.token_bytes(_TOKEN_BYTES * len(picked_rows))
+        rows = [
+            (worker, row, raw[i * _TOKEN_BYTES : (i + 1) * _TOKEN_BYTES].hex())
+            for i, (worker, row) in enumerate(picked_rows)
+        ]
         self._insert_attempt.many(
             conn,
             [

@@ -333,9 +333,9 @@ class TaskCall:
         self._proc: _Process | None = None  # the process running it, while it runs
         self._done = False
         self._bytes = 0
-        self._decoders = {
-            s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")
-        }
+        # made at a stream's first byte: most calls print nothing, and two decoders made for
+        # every call were a tenth of a slot's time in a batch of no-op tasks
+        self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         self.prepare: Callable[[str], None] | None = None
         self.collect: Callable[[str, BinaryIO | None], None] | None = None
         self.keep_stdout = False
@@ -519,7 +519,7 @@ class TaskCall:
         if not data:
             return False
         self._keep(stream, data)
-        self._emit(stream, self._decoders[stream].decode(data))
+        self._emit(stream, self._decode(stream, data))
         return True
 
     def _keep(self, stream: str, data: bytes) -> None:
@@ -533,9 +533,15 @@ class TaskCall:
         for fd, _ in proc.streams.poll(0):
             while (data := _read_some(fd)) and data:
                 self._keep(names[fd], data)
-                self._emit(names[fd], self._decoders[names[fd]].decode(data))
+                self._emit(names[fd], self._decode(names[fd], data))
                 if len(data) < _READ:
                     break  # the pipe held less than a read takes: it is empty now
+
+    def _decode(self, stream: str, data: bytes) -> str:
+        decoder = self._decoders.get(stream)
+        if decoder is None:
+            decoder = self._decoders[stream] = _UTF8(errors="replace")
+        return decoder.decode(data)
 
     def _emit(self, stream: str, text: str) -> None:
         if not text:
@@ -551,6 +557,9 @@ class TaskCall:
                 + f"\n[corral: output over {limit} bytes; the rest is dropped]\n"
             )
         self.on_output(Chunk(stream, time.time(), text))
+
+
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 
 
 def _remove_workdir(path: str) -> None:
