@@ -292,10 +292,12 @@ class Agent:
                 self._run_slot(slot)
             finally:
                 with self._lock:
+                    # the slot's end (`_finished`) frees it and says so; here only when the
+                    # job left without one
                     if not slot.done:
                         slot.done = True
                         self._running -= 1
-                    self._slot_freed()
+                        self._slot_freed()
 
     def _run_slot(self, slot: Slot) -> None:
         lease = slot.lease
