@@ -151,16 +151,27 @@ def _until(check: Any, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def _round_leased(
+    coord: Coordinator,
+    admin: Principal,
+    monkeypatch: pytest.MonkeyPatch,
+    names: list[str],
+    gather: float,
+) -> tuple[dict[str, HostAgent], Any]:
+    """One command per site submitted and leased, with ends gathered for `gather` seconds;
+    the site agents (whose reporter is not started yet) and the run."""
+    monkeypatch.setattr(hosts, "GATHER_ENDS", gather)
+    leaser, agents = _sites(coord, names)
+    run = coord.submit(admin, spec({s: {"command": "true", "on": {"site": s}} for s in names}))
+    leaser._lease_round()
+    return agents, run
+
+
 def test_ends_wait_for_the_jobs_still_running_and_go_out_together(
     coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hosts, "GATHER_ENDS", 30.0)  # far longer than the test: no timing
-    leaser, agents = _sites(coord, ["web1", "web2", "web3"])
-    run = coord.submit(
-        admin,
-        spec({s: {"command": "true", "on": {"site": s}} for s in ("web1", "web2", "web3")}),
-    )
-    leaser._lease_round()
+    # gathering far longer than the test: no timing
+    agents, run = _round_leased(coord, admin, monkeypatch, ["web1", "web2", "web3"], 30.0)
     calls = _counting_reports(coord, monkeypatch)
     reporter = agents["web1"].reporter
     reporter.start()
@@ -179,11 +190,7 @@ def test_ends_wait_for_the_jobs_still_running_and_go_out_together(
 def test_while_the_reporter_gathers_only_the_last_end_wakes_it(
     coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hosts, "GATHER_ENDS", 30.0)
-    names = ["web1", "web2", "web3", "web4"]
-    leaser, agents = _sites(coord, names)
-    run = coord.submit(admin, spec({s: {"command": "true", "on": {"site": s}} for s in names}))
-    leaser._lease_round()
+    agents, run = _round_leased(coord, admin, monkeypatch, ["web1", "web2", "web3", "web4"], 30.0)
     reporter = agents["web1"].reporter
     wakes: list[int] = []
     real = reporter._cond.notify
@@ -211,12 +218,7 @@ def test_while_the_reporter_gathers_only_the_last_end_wakes_it(
 def test_an_end_waits_no_longer_than_the_gathering_time(
     coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hosts, "GATHER_ENDS", 0.2)
-    leaser, agents = _sites(coord, ["web1", "web2"])
-    run = coord.submit(
-        admin, spec({s: {"command": "true", "on": {"site": s}} for s in ("web1", "web2")})
-    )
-    leaser._lease_round()
+    agents, run = _round_leased(coord, admin, monkeypatch, ["web1", "web2"], 0.2)
     calls = _counting_reports(coord, monkeypatch)
     reporter = agents["web1"].reporter
     reporter.start()

@@ -103,15 +103,16 @@ def _with_settled(
         if s.queued and item.run_id not in told:
             told.add(item.run_id)
             queued = (*queued, *s.queued)
+        # built directly, not through dataclasses.replace: once per end on the finish path
         result.append(
             Ended(
-                item.attempt_id,
-                item.job_id,
-                item.run_id,
-                item.state,
-                queued,
-                s.ended,
-                item.not_before,
+                attempt_id=item.attempt_id,
+                job_id=item.job_id,
+                run_id=item.run_id,
+                state=item.state,
+                queued=queued,
+                run_ended=s.ended,
+                not_before=item.not_before,
             )
         )
     return result

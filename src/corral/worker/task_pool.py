@@ -16,7 +16,6 @@ import os
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO
 
 from corral.domain.models import Lease
 from corral.worker.executor import Chunk, ExecResult
+from corral.worker.task_runner import left_as_made
 
 MAX_RESULT = 1024 * 1024  # bytes of a task's JSON return value
 _READ = 64 * 1024
@@ -284,15 +284,7 @@ class TaskPool:
         """A call's directory: kept for the next call when left empty and as made, else removed.
         `kept`: the task process has looked and found it so (its reply said), after the call;
         else it is looked at here."""
-        if not kept:
-            try:
-                st = os.stat(path)
-                with os.scandir(path) as entries:
-                    empty = next(entries, None) is None
-            except OSError:
-                empty = False
-            kept = empty and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.getuid()
-        if kept:
+        if kept or left_as_made(path):
             with self._lock:
                 if not self._closed and len(self._spare_dirs) < MAX_SPARE_DIRS:
                     self._spare_dirs.append(path)

@@ -119,12 +119,13 @@ def _with_rss(reply: str, cwd: str | None = None) -> bytes:
         rss = int(os.pread(_statm(), 128, 0).split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         rss = -1  # unknown: the worker reads it itself
-    kept = b'"kept":1,' if cwd is not None and _left_empty(cwd) else b""
+    kept = b'"kept":1,' if cwd is not None and left_as_made(cwd) else b""
     return b'{"rss":%d,' % rss + kept + reply.encode()[1:]
 
 
-def _left_empty(path: str) -> bool:
-    """The directory is empty, 0700 and this process's user's, as the worker made it."""
+def left_as_made(path: str) -> bool:
+    """The directory is empty, 0700 and this process's user's, as the worker made it (asked
+    here after a call, and by the worker itself when no reply said so)."""
     try:
         st = os.stat(path)
         with os.scandir(path) as entries:
