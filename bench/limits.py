@@ -1,0 +1,309 @@
+"""How far this design can go on this machine: two probes behind docs/benchmarks.md's "limits".
+
+    python -m bench.limits local     # the local task path: the real agent, then one thread
+    python -m bench.limits submits   # single-job submits over HTTP, with and without a worker
+
+`local` runs N task jobs (`noop`, already submitted, no HTTP) three ways in one process, on
+the same coordinator, store and task runner processes:
+
+* **agent**: the local worker as `corral serve` runs it (a leaser, a reporter, one thread per
+  slot);
+* **one thread**: the least any worker could do: one thread leases 32 jobs at a time, sends
+  each call to whichever of the two task processes is free, reads the replies and reports
+  the ends 32 at a time, with the job's environment and the stdout and stderr pipes watched
+  as the agent does, and nothing else (no timeouts, kills, logs, heartbeats or retirement);
+* **one thread + reporter**: the same with the ends reported from a second thread, as the
+  agent's reporter does.
+
+Each prints jobs/s from the first lease to the last end, and the process's CPU per job (all
+its threads; the task processes are apart).
+
+`submits` starts `corral serve` twice (`--local-slots 0`, then `2`) and posts single-job runs
+one after another from corral's client: how fast a submit is on its own, and while the local
+worker runs what was submitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import procs
+
+TASKS = procs.REPO_ROOT / "bench" / "tasks"
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _spec(n: int, name: str) -> Any:
+    from corral.domain.runspec import parse
+
+    jobs = {f"j{i}": {"task": "noop", "args": {"x": i}} for i in range(n)}
+    return parse({"name": name, "jobs": jobs})
+
+
+def local(n: int, reps: int) -> None:
+    from corral import events
+    from corral.auth import Principal
+    from corral.config import Settings
+    from corral.server import Server
+
+    home = Path(tempfile.mkdtemp(prefix="corral-limits-"))
+    server = Server(Settings(home=home, local_slots=2, tasks=(str(TASKS),)))
+    coord = server.coordinator
+    admin = Principal(token_id=0, kind="admin", name="limits")
+    ran = 0
+
+    def submit(size: int) -> Any:
+        nonlocal ran
+        ran += 1
+        return coord.submit(admin, _spec(size, f"limits-{ran}"))
+
+    figures: dict[str, list[tuple[float, float]]] = {}
+
+    # the agent, as `corral serve` runs it
+    server.start_local_worker()
+    assert server.agent is not None
+    for rep in range(reps + 1):
+        size = n if rep else 200  # the first one warms up
+        topic = events.run_end_topic(ran + 1)  # the next run's id (a fresh store)
+        version = coord.hub.version(topic)
+        run = submit(size)
+        if run.id != ran or topic != events.run_end_topic(run.id):
+            raise RuntimeError("the probe's store is not fresh")
+        c0, t0 = _cpu(), time.perf_counter()
+        # woken at the run's end: a poll of the run would cost the process CPU of its own
+        while (
+            not coord.hub.wait(topic, version, 60.0) or not coord.store.runs.get(run.id).state.ended
+        ):
+            version = coord.hub.version(topic)
+        took, cpu = time.perf_counter() - t0, _cpu() - c0
+        if rep:
+            figures.setdefault("agent", []).append((size / took, cpu * 1000 / size))
+    server.agent.stop("the probe goes on without it")
+    server.agent.wait_stopped(10)
+
+    for name, with_reporter in (("one thread", False), ("one thread + reporter", True)):
+        loop = _OneThread(coord, home / name.replace(" ", "-").replace("+", "and"), with_reporter)
+        for rep in range(reps + 1):
+            size = n if rep else 200
+            run = submit(size)
+            rate, cpu_ms = loop.run(size)
+            if coord.store.runs.get(run.id).state.value != "passed":
+                raise RuntimeError(f"{name}: the run did not pass")
+            if rep:
+                figures.setdefault(name, []).append((rate, cpu_ms))
+        loop.close()
+    for name, values in figures.items():
+        rates = ", ".join(f"{r:,.0f}" for r, _ in values)
+        cpus = ", ".join(f"{c:.3f}" for _, c in values)
+        print(f"{name:24s} jobs/s {rates}   CPU ms/job {cpus}")
+
+
+class _OneThread:
+    """Lease → call → end on one thread, over two task processes of a TaskPool."""
+
+    BATCH = 32
+
+    def __init__(self, coord: Any, home: Path, with_reporter: bool) -> None:
+        from corral.worker.link import LocalLink
+        from corral.worker.task_pool import PoolOptions, TaskPool
+
+        self.coord = coord
+        self.link = LocalLink(coord, home.name, {"limits": "true"}, 2, ["task"])
+        workdir = home / "work"
+        workdir.mkdir(parents=True)
+        self.pool = TaskPool(
+            self.link.task_source,
+            PoolOptions(cache_dir=str(home / "sources"), workdir_root=str(workdir)),
+        )
+        self.procs = [self.pool.take(), self.pool.take()]
+        self.poller = select.poll()
+        self.by_fd: dict[int, Any] = {}
+        for p in self.procs:
+            self.poller.register(p.rep_r, select.POLLIN)
+            self.by_fd[p.rep_r] = p
+            for fd in (p.out_fd, p.err_fd):  # watched as the agent watches them
+                self.poller.register(fd, select.POLLIN)
+                self.by_fd[fd] = None
+        self.with_reporter = with_reporter
+        self.cond = threading.Condition()
+        self.box: list[Any] = []
+        self.reported = 0
+        if with_reporter:
+            threading.Thread(target=self._reporter, daemon=True).start()
+
+    def _reporter(self) -> None:
+        from corral.worker.agent import COALESCE_ENDS
+
+        while True:
+            with self.cond:
+                while not self.box:
+                    self.cond.wait()
+                self.cond.wait(COALESCE_ENDS)  # as the agent's reporter gathers ends
+                batch, self.box = self.box, []
+            self.coord.report(self.link.worker_id, finished=batch)
+            with self.cond:
+                self.reported += len(batch)
+                self.cond.notify_all()
+
+    def _send(self, proc: Any, lease: Any) -> tuple[Any, str, float]:
+        payload = lease.payload
+        workdir = self.pool.workdir()
+        proc.send(
+            {
+                "sha256": payload["sha256"],
+                "module": payload["module"],
+                "function": payload["function"],
+                "path": self.pool.source_path(str(payload["sha256"]), str(payload["module"])),
+                "args": dict(payload.get("args") or {}),
+                "env": {
+                    "CORRAL_RUN": str(lease.run_id),
+                    "CORRAL_RUN_NAME": lease.run_name,
+                    "CORRAL_JOB": lease.job_name,
+                    "CORRAL_ATTEMPT": str(lease.number),
+                    "CORRAL_WORKER": self.link.worker_name,
+                },
+                "cwd": workdir,
+            }
+        )
+        return lease, workdir, time.time()
+
+    def run(self, n: int) -> tuple[float, float]:
+        from corral.domain.models import Report
+
+        c0, t0 = _cpu(), time.perf_counter()
+        queue: list[Any] = []
+        busy: dict[Any, tuple[Any, str, float]] = {}
+        ends: list[Any] = []
+        done = 0
+        self.reported = 0
+        while done < n:
+            if len(queue) < 8:
+                queue.extend(self.coord.lease_for([(self.link.worker_id, self.BATCH)])[0])
+            for p in self.procs:
+                if p not in busy and queue:
+                    busy[p] = self._send(p, queue.pop(0))
+            for fd, _ in self.poller.poll(50):
+                p = self.by_fd[fd]
+                if p is None:
+                    os.read(fd, 65536)  # a noop prints nothing
+                    continue
+                p.reply += os.read(fd, 65536)
+                if not p.reply.endswith(b"\n"):
+                    continue
+                reply, p.reply = p.reply, b""
+                kept = p.note_reply(reply)
+                lease, workdir, started = busy.pop(p)
+                self.pool.done_with(workdir, kept)
+                if queue:  # the next call first: the process works while the end is handled
+                    busy[p] = self._send(p, queue.pop(0))
+                value = json.loads(reply)["result"]
+                ends.append(
+                    Report(
+                        lease.attempt_id,
+                        lease.token,
+                        "passed",
+                        0,
+                        "returned",
+                        started,
+                        result=value,
+                    )
+                )
+            if ends and (len(ends) >= self.BATCH or done + len(ends) >= n):
+                if self.with_reporter:
+                    with self.cond:
+                        self.box.extend(ends)
+                        self.cond.notify()
+                else:
+                    self.coord.report(self.link.worker_id, finished=ends)
+                done += len(ends)
+                ends = []
+        if self.with_reporter:
+            with self.cond:
+                while self.reported < n:
+                    self.cond.wait()
+        took = time.perf_counter() - t0
+        return n / took, (_cpu() - c0) * 1000 / n
+
+    def close(self) -> None:
+        for p in self.procs:
+            self.pool.give(p)
+        self.pool.close()
+
+
+def submits(n: int, reps: int) -> None:
+    for slots in (0, 2):
+        rates = _submit_rates(slots, n, reps)
+        shown = ", ".join(f"{r:,.0f}" for r in rates)
+        median = statistics.median(rates)
+        print(f"--local-slots {slots}: single-job submits/s {shown} (median {median:,.0f})")
+
+
+def _submit_rates(slots: int, n: int, reps: int) -> list[float]:
+    import corral
+
+    home = tempfile.mkdtemp(prefix="corral-limits-")
+    port = procs.free_port()
+    argv = [procs.venv_bin("corral"), "serve", "--home", home, "--port", str(port)]
+    server = subprocess.Popen(
+        [*argv, "--local-slots", str(slots), "--tasks", str(TASKS)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    token_file = Path(home) / "token"
+
+    def ready() -> bool:
+        up = httpx.get(base + "/healthz", timeout=2).status_code == 200
+        return up and token_file.exists() and token_file.read_text().strip() != ""
+
+    try:
+        procs.wait_until("corral serve", ready, timeout=60)
+        client = corral.Client(base, token_file.read_text().split()[0])
+        rates = []
+        for rep in range(reps):
+            t0 = time.perf_counter()
+            for i in range(n):
+                job = {"task": "noop", "args": {"x": i}}
+                client.submit({"name": f"s{rep}-{i}", "jobs": {"j": job}})
+            rates.append(n / (time.perf_counter() - t0))
+        client.close()
+        return rates
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(15)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__.split("\n")[0])
+    ap.add_argument("probe", choices=["local", "submits"])
+    ap.add_argument("-n", type=int, default=0, help="jobs (local: 5000) or submits (2000)")
+    ap.add_argument("--reps", type=int, default=3)
+    a = ap.parse_args(argv)
+    if a.probe == "local":
+        local(a.n or 5000, a.reps)
+    else:
+        submits(a.n or 2000, a.reps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
