@@ -239,7 +239,12 @@ class Coordinator:
 
     # -- runs ----------------------------------------------------------------------------
 
-    def submit(self, who: Principal, spec: RunSpec, project: str | None = None) -> Run:
+    def submit(
+        self, who: Principal, spec: RunSpec, project: str | None = None, *, watched: bool = False
+    ) -> Run:
+        """Store a run. `watched`: the caller will wait for its end (and calls
+        `hub.unexpect(run_end_topic(id))` when it stops waiting), so its jobs' ends are
+        reported at once, never held back to go out with others."""
         name = project or spec.project or who.project or "default"
         proj = self._project(name)
         who.require_submit(proj.id)
@@ -268,6 +273,8 @@ class Coordinator:
         # the leasers are woken while the run's commit is synced; it is durable on return
         with self.store.db.sync_after():
             run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
+            if watched:
+                self.hub.expect(events.run_end_topic(run.id))  # before any worker hears of it
             self._queue_grew(spec.jobs, events.run_topic(run.id))
         return run
 

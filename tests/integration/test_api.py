@@ -13,6 +13,7 @@ import pytest
 from integration_helpers import join, spec
 from sqlalchemy import func, select
 
+from corral import events
 from corral.app import create_app
 from corral.auth import Principal
 from corral.coordinator import Coordinator
@@ -428,8 +429,8 @@ def test_submit_with_wait_sees_an_end_recorded_before_it_waits(
     w = join(coord, admin, "w0")
     real_submit = coord.submit
 
-    def submit_and_finish(*args: Any) -> Any:
-        run = real_submit(*args)
+    def submit_and_finish(*args: Any, **kwargs: Any) -> Any:
+        run = real_submit(*args, **kwargs)
         _finish_all(coord, w.id)  # the end is told before the route reads its version
         return run
 
@@ -467,3 +468,28 @@ def test_paths_near_the_fast_lane_still_reach_the_framework(
     assert deep.status_code == 404
     listed = client.get("/api/v1/runs", headers=auth(admin_secret))
     assert listed.status_code == 200 and listed.json()["runs"][0]["id"] == run["id"]
+
+
+def test_a_submit_that_waits_has_its_run_watched_until_it_answers(
+    client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str, monkeypatch: Any
+) -> None:
+    """A worker holds back only ends nobody waits for: a run submitted with `wait` counts as
+    waited for from its commit on, before its waiter is in place."""
+    w = join(coord, admin, "w0")
+    real_submit = coord.submit
+    seen: dict[str, bool] = {}
+
+    def submit_and_finish(*args: Any, **kwargs: Any) -> Any:
+        run = real_submit(*args, **kwargs)
+        seen[str(kwargs.get("watched"))] = coord.hub.watched(events.run_end_topic(run.id))
+        _finish_all(coord, w.id)
+        return run
+
+    monkeypatch.setattr(coord, "submit", submit_and_finish)
+    waited = client.post("/api/v1/runs?wait=10", json=GOOD, headers=auth(admin_secret))
+    assert waited.status_code == 201 and waited.json()["state"] == "passed"
+    left = client.post("/api/v1/runs", json=GOOD, headers=auth(admin_secret))
+    assert left.status_code == 201
+    assert seen == {"True": True, "False": False}
+    for r in (waited, left):  # and nobody once the answers are out
+        assert not coord.hub.watched(events.run_end_topic(r.json()["id"]))

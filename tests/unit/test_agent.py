@@ -7,6 +7,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import pytest
+
 from corral.domain.models import Lease
 from corral.worker import agent as agent_module
 from corral.worker.agent import Agent, AgentOptions
@@ -27,13 +29,15 @@ class FakeLink:
         self.drained = False
         self.lock = threading.Lock()
 
-    def add(self, attempt: int, command: str, timeout: float | None = None) -> None:
+    def add(
+        self, attempt: int, command: str, timeout: float | None = None, run_id: int = 1
+    ) -> None:
         self.queue.append(
             Lease(
                 attempt_id=attempt,
                 token=f"t{attempt}",
                 job_id=attempt,
-                run_id=1,
+                run_id=run_id,
                 run_name="r",
                 job_name=f"j{attempt}",
                 instance="",
@@ -65,6 +69,11 @@ class FakeLink:
 
     def close(self) -> None:
         pass
+
+    def ends_by_report(self) -> list[list[int]]:
+        """The attempts each report ended, reports without ends left out."""
+        with self.lock:
+            return [[o.attempt_id for o in b.finished] for b in self.batches if b.finished]
 
     def finished(self) -> dict[int, tuple[str, int | None]]:
         with self.lock:
@@ -178,3 +187,62 @@ def test_extra_leases_only_while_jobs_are_short() -> None:
     for _ in range(32):
         slow._note_duration(0.125)  # about half a second of work held per slot, no more
     assert slow._prefetch() == 2 * 4
+
+
+class WatchingLink(FakeLink):
+    """A link to a coordinator in this process: it knows whose runs someone waits for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched_runs: set[int] = set()
+
+    def watched(self, run_id: int) -> bool:
+        return run_id in self.watched_runs
+
+
+def test_ends_nobody_waits_for_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_module, "QUIET_ENDS", 1.0)
+    link = WatchingLink()
+    for i in range(1, 5):
+        link.add(i, "true", run_id=10 + i)  # four runs of one job, submitted and left
+    agent = agent_with(link)
+    try:
+        until(lambda: len(link.finished()) == 4)
+        assert [sorted(ends) for ends in link.ends_by_report()] == [[1, 2, 3, 4]]
+    finally:
+        agent.stop()
+
+
+def test_an_end_someone_waits_for_goes_out_at_once_with_those_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agent_module, "QUIET_ENDS", 30.0)
+    link = WatchingLink()
+    link.watched_runs.add(2)
+    link.add(1, "true", run_id=1)
+    agent = agent_with(link)
+    try:
+        time.sleep(0.5)
+        assert link.ends_by_report() == []  # held: nobody waits for run 1
+        started = time.monotonic()
+        link.add(2, "true", run_id=2)  # someone waits for run 2
+        until(lambda: len(link.finished()) == 2)
+        assert time.monotonic() - started < 10
+        assert sorted(link.ends_by_report()[0]) == [1, 2]
+    finally:
+        agent.stop()
+
+
+def test_a_link_that_cannot_tell_who_waits_reports_ends_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agent_module, "QUIET_ENDS", 30.0)
+    link = FakeLink()  # a worker over HTTP: it cannot see who waits on the coordinator
+    link.add(1, "true")
+    agent = agent_with(link)
+    try:
+        started = time.monotonic()
+        until(lambda: 1 in link.finished())
+        assert time.monotonic() - started < 10
+    finally:
+        agent.stop()

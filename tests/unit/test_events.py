@@ -91,3 +91,41 @@ def test_told_since_says_whether_a_new_topic_was_told(small: None) -> None:
     for i in range(200):
         hub.notify(events.run_topic(i))
     assert hub.told_since(other, mark)
+
+
+def test_a_topic_is_watched_while_someone_waits_or_is_about_to() -> None:
+    hub = Hub()
+    topic = events.run_end_topic(5)
+    assert not hub.watched(topic)
+    hub.expect(topic)
+    hub.expect(topic)
+    hub.unexpect(topic)
+    assert hub.watched(topic)  # one of the two still expects it
+    hub.unexpect(topic)
+    assert not hub.watched(topic)
+
+    started = threading.Event()
+
+    def wait() -> None:
+        started.set()
+        hub.wait(topic, hub.version(topic), 5.0)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    started.wait(5)
+    time.sleep(0.05)
+    assert hub.watched(topic)  # a thread waits on it
+    hub.notify(topic)
+    waiter.join(5)
+    assert not hub.watched(topic)
+
+    async def main() -> bool:
+        waiting = asyncio.ensure_future(hub.wait_async(topic, hub.version(topic), 5.0))
+        await asyncio.sleep(0.05)
+        seen = hub.watched(topic)  # a coroutine waits on it
+        hub.notify(topic)
+        await waiting
+        return seen
+
+    assert asyncio.run(main())
+    assert not hub.watched(topic)

@@ -31,6 +31,11 @@ log = logging.getLogger("corral.worker")
 START_REPORT_DELAY = 0.05
 LOG_FLUSH_INTERVAL = 0.1
 COALESCE_ENDS = 0.005  # seconds an end may wait for others while short jobs stream through
+# Ends of runs nobody waits for (fire-and-forget submits, one after another) may wait this
+# long for others, to be recorded together: a transaction and a sync for several ends instead
+# of one each. An end someone waits for goes out at once, with any held back.
+QUIET_ENDS = 0.01
+QUIET_ENDS_MAX = 32
 PREFETCH_BELOW = 0.25  # seconds: mean job length under which a worker holds extra leases
 # Extra leases held per slot: about this many seconds of work at the recent mean job length,
 # and at most MAX_PREFETCH (a lease request then serves dozens of millisecond jobs, while a
@@ -102,6 +107,8 @@ class Agent:
         self._extra = 0  # extra leases to hold now (`_prefetch`), from the recent mean
         self._pending = Batch()
         self._pending_log_bytes = 0
+        self._pending_watched = False  # an end waiting to be reported is waited for by someone
+        self._quiet_gathering = False  # the reporter waits for more ends nobody waits for
         self._draining = False
         self._stopping = False  # forced: kill jobs, release leases, leave
         self._stopped = threading.Event()
@@ -480,9 +487,11 @@ class Agent:
             slot.seq += 1
 
     def _finished(self, slot: Slot, outcome: Report) -> None:
+        watched = self._watched(slot.lease.run_id)
         with self._lock:
             self._note_duration(time.time() - slot.started_at)
             self._pending.finished.append(outcome)
+            self._pending_watched = self._pending_watched or watched
             self._slots.pop(slot.lease.attempt_id, None)
             # count the slot free before the reporter looks: it waits for other ends only
             # while jobs are still running
@@ -504,7 +513,9 @@ class Agent:
                 timeout = min(next_beat - time.monotonic(), LOG_FLUSH_INTERVAL)
                 if not self._has_news() and timeout > 0:
                     self._news.wait(timeout)
-                if self._pending.finished and self._prefetch() and self._running:
+                if self._quiet_ends():
+                    self._gather_quiet_ends()
+                elif self._pending.finished and self._prefetch() and self._running:
                     # a stream of short jobs: let a few more ends join this report
                     self._news.wait(COALESCE_ENDS)
                 now = time.monotonic()
@@ -518,6 +529,32 @@ class Agent:
             if not batch:
                 continue
             self._send(batch)
+
+    def _watched(self, run_id: int) -> bool:
+        """Whether someone waits for the run's end: True when the link cannot tell."""
+        watched = getattr(self.link, "watched", None)
+        return True if watched is None else bool(watched(run_id))
+
+    def _quiet_ends(self) -> bool:
+        """Only ends nobody waits for are waiting to be reported (the caller holds the lock)."""
+        return bool(self._pending.finished) and not (
+            self._pending_watched or self._draining or self._pending.released
+        )
+
+    def _gather_quiet_ends(self) -> None:
+        """Let more ends nobody waits for join the report, up to QUIET_ENDS; an end someone
+        waits for, enough ends, or a drain ends the wait (the caller holds the lock)."""
+        until = time.monotonic() + QUIET_ENDS
+        self._quiet_gathering = True
+        try:
+            while (
+                self._quiet_ends()
+                and len(self._pending.finished) < QUIET_ENDS_MAX
+                and (left := until - time.monotonic()) > 0
+            ):
+                self._news.wait(left)
+        finally:
+            self._quiet_gathering = False
 
     def _has_news(self) -> bool:
         """Something to report before the next flush is due (the caller holds the lock)."""
@@ -535,6 +572,7 @@ class Agent:
         """What to report now (with heartbeats for every lease held when `beat`), and whether
         the agent is done: draining, with nothing held and nothing left to say."""
         batch, self._pending = self._pending, Batch()
+        self._pending_watched = False
         self._split_logs(batch)
         wall = time.time()
         for slot in self._slots.values():
@@ -578,8 +616,10 @@ class Agent:
         if keep < len(batch.logs):
             self._pending.logs = batch.logs[keep:]
             batch.logs = batch.logs[:keep]
-            # ends must follow their logs: hold them back until the logs are out
+            # ends must follow their logs: hold them back until the logs are out (and report
+            # them as soon as the logs are, as if someone waited for them)
             self._pending.finished, batch.finished = batch.finished, []
+            self._pending_watched = bool(self._pending.finished)
             self._pending.released, batch.released = batch.released, []
         self._pending_log_bytes -= size
         self._lock.notify_all()
@@ -635,8 +675,15 @@ class Agent:
 
     def _slot_freed(self) -> None:
         """A job ended or left its slot: the reporter has its end, the leaser may refill."""
-        if len(self._pending.finished) <= 1 or not self._running:
+        pending = len(self._pending.finished)
+        if self._quiet_gathering:
+            # the reporter holds back ends nobody waits for: wake it for one someone waits
+            # for, or when there are enough for a report
+            wake = self._pending_watched or pending >= QUIET_ENDS_MAX
+        else:
             # the first end wakes the reporter; later ones join its report while it gathers
+            wake = pending <= 1 or not self._running
+        if wake:
             self._news.notify()
         if self._wanted_locked():
             self._wants.notify()
