@@ -14,6 +14,9 @@ Contract this adapter assumes (bench/README.md repeats it):
 * ``GET /api/v1/runs/{id}/wait?timeout=S`` long-polls: 200 with the run's JSON
   as soon as it has ended, or when S passes; ``"state"`` is one of
   queued/running/passed/failed/canceled.
+* ``POST /api/v1/runs/wait`` with ``{"runs": [id, ...], "timeout": S}`` long-polls for many
+  runs at once: 200 with ``{"runs": [{"id", "state"}, ...], "ended": bool}`` when all have
+  ended or S passes. W1 waits for its runs this way (``Client.wait_all``).
 * Stop: SIGTERM to the server's PID, 10 s grace, then SIGKILL.
 
 ``noop`` is the registered Python task of ``bench/tasks/corral_tasks.py``
@@ -162,6 +165,14 @@ class CorralSystem(System):
     def batch(self, kind: str, n: int) -> list[int]:
         jobs = {f"j{i}": job_spec(kind, i, self.form) for i in range(n)}
         return [self._post_run(self._name(kind), jobs)]
+
+    def wait(self, handles: list[int], deadline: float) -> None:
+        """Many runs in one request (one per 10,000), as a user of `Client.wait_all` waits."""
+        assert self.client is not None
+        ended = self.client.wait_all(handles, timeout=remaining(deadline))
+        bad = [r for r in ended if r["state"] != "passed"]
+        if bad:
+            raise RuntimeError(f"run {bad[0]['id']} ended {bad[0]['state']}")
 
     def wait_one(self, handle: int, deadline: float) -> None:
         assert self.client is not None

@@ -27,7 +27,7 @@ from corral.domain.models import (
     Worker,
 )
 from corral.domain.runspec import KINDS, NAME_RE, JobSpec, RunSpec
-from corral.domain.states import JobState
+from corral.domain.states import JobState, RunState
 from corral.errors import (
     Conflict,
     Forbidden,
@@ -351,6 +351,9 @@ class Coordinator:
 
     def run(self, who: Principal, ref: str) -> Run:
         return self.store.runs.find(ref, who.visible_projects())
+
+    def run_states(self, who: Principal, run_ids: Sequence[int]) -> dict[int, RunState]:
+        return self.store.runs.states(run_ids, who.visible_projects())
 
     def runs(
         self,

@@ -61,6 +61,24 @@ def test_wait_with_a_timeout_returns_the_run_still_going(shared: Cluster) -> Non
         assert run.cancel().state == "canceled"
 
 
+def test_wait_all_waits_for_many_runs_in_one_go(shared: Cluster) -> None:
+    with client_for(shared) as c:
+        runs = [
+            c.submit({"name": f"py-client-many-{i}", "jobs": {"j": {"command": f"exit {i % 2}"}}})
+            for i in range(4)
+        ]
+        slow = c.submit({"name": "py-client-many-slow", "jobs": {"s": {"command": "sleep 30"}}})
+        ended = c.wait_all(runs, timeout=30)
+        assert ended == [
+            {"id": r.id, "state": "passed" if i % 2 == 0 else "failed"} for i, r in enumerate(runs)
+        ]
+        # with a timeout, each run as it stands when it passes
+        mixed = c.wait_all([runs[0].id, slow], timeout=0.5)
+        assert mixed[0] == {"id": runs[0].id, "state": "passed"}
+        assert mixed[1]["id"] == slow.id and mixed[1]["state"] in ("queued", "running")
+        slow.cancel()
+
+
 def test_bad_toml_file_names_the_field(shared: Cluster, tmp_path: Path) -> None:
     spec = tmp_path / "bad.toml"
     spec.write_text('[jobs.one]\ncommand = "true"\ntimeout = "-5m"\n')

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from integration_helpers import join, spec
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from corral import events
+from corral.api.schemas import WaitRunsBody
 from corral.app import create_app
 from corral.auth import Principal
 from corral.coordinator import Coordinator
@@ -493,3 +495,77 @@ def test_a_submit_that_waits_has_its_run_watched_until_it_answers(
     assert seen == {"True": True, "False": False}
     for r in (waited, left):  # and nobody once the answers are out
         assert not coord.hub.watched(events.run_end_topic(r.json()["id"]))
+
+
+def test_one_request_waits_for_many_runs(
+    client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str
+) -> None:
+    w = join(coord, admin, "w0")
+    ids = [
+        submit(client, admin_secret, {**GOOD, "name": f"many-{i}"}).json()["id"] for i in range(3)
+    ]
+    # nothing has run: the answer comes when `timeout` passes, with each run as it stands
+    r = client.post(
+        "/api/v1/runs/wait", json={"runs": ids, "timeout": 0.2}, headers=auth(admin_secret)
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"runs": [{"id": i, "state": "queued"} for i in ids], "ended": False}
+
+    answers: list[Any] = []
+    asker = threading.Thread(
+        target=lambda: answers.append(
+            client.post(
+                "/api/v1/runs/wait",
+                json={"runs": [ids[2], ids[0], ids[1], ids[0]], "timeout": 30},
+                headers=auth(admin_secret),
+            )
+        )
+    )
+    started = time.monotonic()
+    asker.start()
+    time.sleep(0.3)
+    assert not answers  # held while the runs are still to run
+    _finish_all(coord, w.id)
+    asker.join(20)
+    assert time.monotonic() - started < 10  # woken by the ends, not by the timeout
+    body = answers[0].json()
+    assert body["ended"] is True
+    assert [r["id"] for r in body["runs"]] == [ids[2], ids[0], ids[1], ids[0]]
+    assert {r["state"] for r in body["runs"]} == {"passed"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"runs": []}, "runs"),
+        ({"runs": "1,2"}, "runs"),
+        ({"runs": [1, True]}, "runs.1"),
+        ({"runs": [0]}, "runs.0"),
+        ({"runs": [1.5]}, "runs.0"),
+        ({"runs": [1], "timeout": -1}, "timeout"),
+        ({"runs": [1], "timeout": 301}, "timeout"),
+        ({"runs": [1], "wait": 5}, "wait"),
+        ({"timeout": 5}, "runs"),
+    ],
+)
+def test_a_bad_many_run_wait_is_422_naming_the_field(
+    client: TestClient, admin_secret: str, body: dict[str, Any], field: str
+) -> None:
+    submit(client, admin_secret, GOOD)
+    r = client.post("/api/v1/runs/wait", json=body, headers=auth(admin_secret))
+    assert error_of(r, 422)["field"] == field
+
+
+def test_a_many_run_wait_names_a_run_it_cannot_see(
+    client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str
+) -> None:
+    mine = submit(client, admin_secret, GOOD).json()["id"]
+    # (10,001 ids are over this test server's small body cap: the model says it alone)
+    with pytest.raises(ValidationError, match="at most 10000 items"):
+        WaitRunsBody.model_validate({"runs": [mine] * 10_001})
+    r = client.post("/api/v1/runs/wait", json={"runs": [mine, 999_999]}, headers=auth(admin_secret))
+    assert error_of(r, 404)["message"] == "no run 999999"
+    # a run of the `default` project is not there for a token of another project
+    _, reader = coord.create_token(admin, "reader", "team-a")
+    r = client.post("/api/v1/runs/wait", json={"runs": [mine]}, headers=auth(reader))
+    assert error_of(r, 404)["message"] == f"no run {mine}"

@@ -21,6 +21,7 @@ from corral.api.deps import (
 )
 from corral.api.schemas import (
     RerunBody,
+    WaitRunsBody,
     attempt_json,
     chunk_json,
     job_json,
@@ -32,6 +33,7 @@ from corral.domain.models import Run
 from corral.domain.runspec import parse
 
 router = APIRouter(prefix="/api/v1")
+WAIT_FRONT = 500  # runs a many-run wait reads again at each end it sees
 Who = Annotated[Principal, Depends(principal)]
 
 
@@ -126,6 +128,33 @@ async def wait_run(request: Request, ref: str) -> Response:
     # by name, the topic is known only now: read its version, then the run again
     run = await _until_ended(request, run, deadline, version=version, reread=not topic)
     return answer(run_json(run))
+
+
+@router.post("/runs/wait")
+async def wait_runs(request: Request, who: Who, body: WaitRunsBody) -> Response:
+    """Answer when every run listed has ended, or when `timeout` seconds have passed: each
+    run's id and state, in the order asked, and whether all have ended. A caller that
+    submitted many runs waits for all of them in one request instead of one each."""
+    coord = coordinator(request)
+    deadline = time.monotonic() + body.timeout
+    states = await call(request, coord.run_states, who, body.runs)
+    pending = [i for i in dict.fromkeys(body.runs) if not states[i].ended]
+    while pending and (left := deadline - time.monotonic()) > 0:
+        # the version before the states it guards: an end in between is never missed
+        topic = events.run_end_topic(pending[0])
+        version = coord.hub.version(topic)
+        # the front of the list only: runs that end one by one cost a short read each,
+        # not a read of every run still waited for
+        front = pending[:WAIT_FRONT]
+        states.update(await call(request, coord.run_states, who, front))
+        ended = {i for i in front if states[i].ended}
+        if ended:
+            pending[: len(front)] = [i for i in front if i not in ended]
+            continue
+        # in slices: an end recorded by another coordinator may wake nobody here
+        await coord.hub.wait_async(topic, version, min(left, 5.0))
+    runs = [{"id": i, "state": states[i].value} for i in body.runs]
+    return answer({"runs": runs, "ended": not pending})
 
 
 async def _until_ended(

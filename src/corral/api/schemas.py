@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -85,6 +85,14 @@ class DrainBody(Strict):
 
 class RerunBody(Strict):
     failed: bool = False
+
+
+MAX_WAIT_RUNS = 10_000  # runs one wait request may list
+
+
+class WaitRunsBody(Strict):
+    runs: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=MAX_WAIT_RUNS)
+    timeout: float = Field(default=25.0, ge=0, le=300)
 
 
 class TokenBody(Strict):

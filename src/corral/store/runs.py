@@ -75,6 +75,12 @@ _GET = Prepared(
     .where(runs.c.id == bindparam("rid"))
 )
 _STATE = Prepared(select(runs.c.state).where(runs.c.id == bindparam("rid")))
+_STATES = Prepared(
+    select(runs.c.id, runs.c.state, runs.c.project_id).where(
+        runs.c.id.in_(bindparam("rids", expanding=True))
+    )
+)
+STATES_AT_ONCE = 500  # ids a statement reads (SQLite's variables, and PostgreSQL's plans)
 _VISIBLE = runs.c.project_id.in_(bindparam("pids", expanding=True))
 _BY_ID = select(runs.c.id).where(runs.c.id == bindparam("rid"))
 _BY_NAME = (
@@ -199,6 +205,24 @@ class Runs:
         if value is None:
             raise NotFound(f"no run {run_id}")
         return RunState(value)
+
+    def states(
+        self, run_ids: Sequence[int], project_ids: Sequence[int] | None
+    ) -> dict[int, RunState]:
+        """The states of these runs, among the projects a token may see; NotFound names the
+        first one that is not there (or not to be seen)."""
+        found: dict[int, RunState] = {}
+        wanted = list(dict.fromkeys(run_ids))
+        with self.db.read() as conn:
+            for at in range(0, len(wanted), STATES_AT_ONCE):
+                chunk = wanted[at : at + STATES_AT_ONCE]
+                for row in _STATES.all(conn, {"rids": chunk}):
+                    if project_ids is None or row.project_id in project_ids:
+                        found[row.id] = RunState(row.state)
+        for run_id in wanted:
+            if run_id not in found:
+                raise NotFound(f"no run {run_id}")
+        return found
 
     def find(self, ref: str, project_ids: Sequence[int] | None) -> Run:
         """A run by id, or the newest run of that name, among the projects a token may see."""
