@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from corral import heap
 from corral.app import create_app
 from corral.config import Settings
 from corral.coordinator import Coordinator
@@ -71,7 +72,12 @@ class Server:
         settings: Settings,
         secrets: Secrets | None = None,
         inventory: Inventory | None = None,
+        *,
+        settle_heap: bool = False,
     ) -> None:
+        # `settle_heap`: the process is this server's alone (`corral serve`), so its garbage
+        # collector may be set for it once it has started (`heap.settle`)
+        self.settle_heap = settle_heap
         # Handing work between threads (long-polls, the local worker's slots) waits for the GIL;
         # a shorter switch interval than the default 5 ms cuts that latency.
         sys.setswitchinterval(0.0005)
@@ -148,6 +154,8 @@ class Server:
             self.fleet.start(self.settings.long_poll)
         if self.settings.demo:
             await asyncio.to_thread(self.submit_demo)
+        if self.settle_heap:
+            heap.settle()  # started: the heap it keeps for its life is left out of collections
         try:
             yield
         finally:

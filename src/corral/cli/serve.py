@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from corral import heap
 from corral.cli.common import EXIT_ERROR
 from corral.cli.render import error, out
 from corral.config import Settings, corral_home, load
@@ -78,7 +79,9 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
         flags.pop("tasks")
     try:
         settings, inventory = _settings_and_inventory(flags, config_file)
-        server = Server(settings, load_secrets(settings.home, config_file), inventory)
+        server = Server(
+            settings, load_secrets(settings.home, config_file), inventory, settle_heap=True
+        )
     except CorralError as exc:
         error(exc.message)
         sys.exit(EXIT_ERROR)
@@ -252,6 +255,7 @@ def worker_cmd(
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     out.print(f"worker [bold]{link.worker_name}[/] joined {server} with {slots} slots")
+    heap.settle()  # joined and ready: its start-up heap is left out of collections
     agent.run()
     link.close()
     if agent.error:
