@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -246,3 +249,33 @@ def test_a_link_that_cannot_tell_who_waits_reports_ends_at_once(
         assert time.monotonic() - started < 10
     finally:
         agent.stop()
+
+
+def test_an_ended_job_leaves_nothing_for_the_garbage_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slot and its execution hold each other while the job runs (the output callback);
+    once it has ended they go by reference counting, not at the next collection."""
+    alive: list[weakref.ref[agent_module.Slot]] = []
+
+    class Tracked(agent_module.Slot):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            alive.append(weakref.ref(self))
+
+    monkeypatch.setattr(agent_module, "Slot", Tracked)
+    link = FakeLink()
+    for i in range(1, 21):
+        link.add(i, "true")
+    gc.disable()
+    try:
+        agent = agent_with(link)
+        try:
+            until(lambda: len(link.finished()) == 20)
+            until(lambda: not agent.busy)
+            # each slot thread still holds the last slot it ran, until it takes the next
+            assert len(alive) == 20 and sum(ref() is not None for ref in alive) <= 2
+        finally:
+            agent.stop()
+    finally:
+        gc.enable()

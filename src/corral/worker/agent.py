@@ -174,8 +174,9 @@ class Agent:
         self.link.interrupt()
         for slot in slots:
             slot.stop_reason = reason
-            if slot.execution is not None:
-                slot.execution.kill(reason)
+            execution = slot.execution  # read once: an end clears it (`_finished`)
+            if execution is not None:
+                execution.kill(reason)
         self._maybe_done()
 
     def join(self, timeout: float | None = None) -> None:
@@ -337,6 +338,7 @@ class Agent:
             with self._lock:
                 self._pending.released.append((lease.attempt_id, lease.token))
                 self._slots.pop(lease.attempt_id, None)
+                slot.execution = None  # (as in `_finished`)
                 slot.done = True
                 self._running -= 1
                 self._wake_all()
@@ -493,6 +495,9 @@ class Agent:
             self._pending.finished.append(outcome)
             self._pending_watched = self._pending_watched or watched
             self._slots.pop(slot.lease.attempt_id, None)
+            # its execution's output callback holds the slot: without this link the two are
+            # freed as soon as the job is done with, not left for the garbage collector
+            slot.execution = None
             # count the slot free before the reporter looks: it waits for other ends only
             # while jobs are still running
             if not slot.done:
@@ -641,8 +646,9 @@ class Agent:
         for attempt_id in attempt_ids:
             with self._lock:
                 slot = self._slots.get(attempt_id)
-            if slot is not None and slot.execution is not None:
-                slot.execution.kill("canceled: the lease is no longer held (canceled or expired)")
+            execution = slot.execution if slot is not None else None  # read once, as in `stop`
+            if execution is not None:
+                execution.kill("canceled: the lease is no longer held (canceled or expired)")
 
     # -- being offline -------------------------------------------------------------------
 
