@@ -4,11 +4,11 @@ A server holds about 130,000 objects the collector tracks once its modules, app 
 loaded, and keeps nearly all of them for its life. With the interpreter's defaults each full
 collection walks them all: about 100 ms here, once or twice in a run of 5,000 task jobs, with
 every thread stopped. Frozen after start-up (`gc.freeze`) they are left out of every
-collection: a full one then takes 3-5 ms. Per job the server makes about eight objects in
-reference cycles; collecting the youngest generation every 5,000 allocations instead of 700
-lets most short-lived objects go by reference counting before a collection looks at them, so
-fewer are promoted to the older generations, which are collected less often in turn.
-Cycles still go: the collector runs, only less often, and never over the frozen start-up heap.
+collection: a full one then takes 3-5 ms. The youngest generation is collected every 5,000
+allocations instead of 700: most of a request's or a job's objects are freed by reference
+counting before a collection looks at them, so fewer are promoted to the older generations,
+which are collected less often in turn. Cycles still go: the collector runs, only less often,
+and never over the frozen start-up heap.
 """
 
 from __future__ import annotations
