@@ -412,3 +412,28 @@ def test_a_draining_worker_gets_nothing(coord: Coordinator, admin: Principal) ->
     assert coord.lease(w.id, 10) == []
     coord.drain(admin, "w1", draining=False)
     assert [x.job_name for x in coord.lease(w.id, 10)] == ["a"]
+
+
+def test_states_of_many_runs_read_in_chunks_among_the_projects_a_token_sees(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.errors import NotFound
+    from corral.store import runs as runs_module
+
+    monkeypatch.setattr(runs_module, "STATES_AT_ONCE", 2)  # several statements for five runs
+    w = join(coord, admin, "w1")
+    made = [coord.submit(admin, spec({"a": {"command": "true"}})).id for _ in range(5)]
+    (lease,) = coord.lease(w.id, 1)
+    finish(coord, w, lease)
+    got = coord.run_states(admin, [made[4], made[0], made[4], *made[1:4]])
+    assert got == {
+        made[0]: RunState.PASSED,
+        **{i: RunState.QUEUED for i in made[1:]},
+    }
+    with pytest.raises(NotFound, match=f"no run {made[-1] + 100}"):
+        coord.store.runs.states([made[0], made[-1] + 100], None)
+    # a token of another project sees none of them
+    _, secret = coord.create_token(admin, "reader", "team-x")
+    reader = coord.authenticate(secret)
+    with pytest.raises(NotFound, match=f"no run {made[2]}"):
+        coord.run_states(reader, [made[2]])
