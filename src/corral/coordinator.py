@@ -58,6 +58,7 @@ CACHE_SECONDS = 2.0
 # A worker whose lease came back short is not asked again until the queue moves, or this long
 # has passed (a retry's back-off ends, or another coordinator's wake-up went astray).
 RECHECK_EMPTY = 1.0
+MAX_SOLO = 100_000  # single-job runs remembered as such; more are forgotten (held back never)
 MAX_OBJECT_SIZE = 5 * 1024**3
 
 
@@ -95,6 +96,10 @@ class Coordinator:
         self._projects: dict[str, tuple[float, Project]] = {}
         self._principals: dict[str, tuple[float, Principal]] = {}
         self._found_empty: dict[int, tuple[int, float]] = {}  # worker -> (queue version, when)
+        # runs of one job submitted without `wait` and not ended yet: their ends may be held
+        # back a few milliseconds by a worker here (`may_hold_end`)
+        self._solo: set[int] = set()
+        self._solo_lock = threading.Lock()
         # workers that joined here: their label pairs ("key=value") and the kinds they allow
         self._joined: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
         self._queue_lock = threading.Lock()
@@ -242,9 +247,8 @@ class Coordinator:
     def submit(
         self, who: Principal, spec: RunSpec, project: str | None = None, *, watched: bool = False
     ) -> Run:
-        """Store a run. `watched`: the caller will wait for its end (and calls
-        `hub.unexpect(run_end_topic(id))` when it stops waiting), so its jobs' ends are
-        reported at once, never held back to go out with others."""
+        """Store a run. `watched`: the caller waits for its end (a submit with `wait`), so its
+        end is reported at once, never held back to go out with others (`may_hold_end`)."""
         name = project or spec.project or who.project or "default"
         proj = self._project(name)
         who.require_submit(proj.id)
@@ -273,10 +277,22 @@ class Coordinator:
         # the leasers are woken while the run's commit is synced; it is durable on return
         with self.store.db.sync_after():
             run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
-            if watched:
-                self.hub.expect(events.run_end_topic(run.id))  # before any worker hears of it
+            if not watched and len(placements) == 1:
+                self._note_solo(run.id)  # before any worker hears of it
             self._queue_grew(spec.jobs, events.run_topic(run.id))
         return run
+
+    def _note_solo(self, run_id: int) -> None:
+        with self._solo_lock:
+            if len(self._solo) >= MAX_SOLO:
+                self._solo.clear()  # runs that ended unseen (a restart, a cancel): start over
+            self._solo.add(run_id)
+
+    def may_hold_end(self, run_id: int) -> bool:
+        """Whether a worker in this process may hold back the end of this run's job for a few
+        milliseconds, to record it with others: only a run of one job (its end starts no other
+        job, fills no schedule), submitted without `wait`, that nobody waits for now."""
+        return run_id in self._solo and not self.hub.watched(events.run_end_topic(run_id))
 
     def _queue_grew(self, jobs: Sequence[JobSpec], *topics: str) -> None:
         """Wake the leasers for new jobs. A worker that came back short and can take none of
@@ -769,6 +785,9 @@ class Coordinator:
             self._retry_due = min(self._retry_due, *due)
         topics = {events.run_topic(e.run_id) for e in ended}
         topics |= {events.run_end_topic(e.run_id) for e in ended if e.run_ended}
+        if self._solo:
+            with self._solo_lock:
+                self._solo.difference_update(e.run_id for e in ended if e.run_ended)
         topics |= {events.attempt_topic(e.attempt_id) for e in ended}
         if any(e.queued or e.state is JobState.QUEUED for e in ended):
             topics.add(events.QUEUE)

@@ -55,7 +55,6 @@ class Hub:
         self._forgotten = 0  # how many times topics were forgotten
         self._forget_at = FORGET_ABOVE  # twice what was kept the last time, at least
         self._async: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
-        self._expected: dict[str, int] = {}  # topics someone is about to wait on (`expect`)
         self._listeners: list[Callable[[str], None]] = []
 
     def listen(self, callback: Callable[[str], None]) -> None:
@@ -77,24 +76,10 @@ class Hub:
         with self._lock:
             return topic in self._versions or self._forgotten != mark
 
-    def expect(self, topic: str) -> None:
-        """Someone will wait on `topic` soon (until `unexpect`): it counts as watched from now,
-        before its waiter is in place."""
-        with self._lock:
-            self._expected[topic] = self._expected.get(topic, 0) + 1
-
-    def unexpect(self, topic: str) -> None:
-        with self._lock:
-            left = self._expected.get(topic, 0) - 1
-            if left > 0:
-                self._expected[topic] = left
-            else:
-                self._expected.pop(topic, None)
-
     def watched(self, topic: str) -> bool:
-        """Whether anyone in this process waits on `topic` now, or is about to."""
+        """Whether anyone in this process waits on `topic` now."""
         with self._lock:
-            return topic in self._expected or topic in self._waiters or topic in self._async
+            return topic in self._waiters or topic in self._async
 
     def notify(self, *topics: str, forward: bool = True) -> None:
         with self._lock:

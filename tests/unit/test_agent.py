@@ -193,17 +193,18 @@ def test_extra_leases_only_while_jobs_are_short() -> None:
 
 
 class WatchingLink(FakeLink):
-    """A link to a coordinator in this process: it knows whose runs someone waits for."""
+    """A link to a coordinator in this process: it says which runs' ends may be held back
+    (runs of one job nobody waits for), all but `watched_runs` here."""
 
     def __init__(self) -> None:
         super().__init__()
         self.watched_runs: set[int] = set()
 
-    def watched(self, run_id: int) -> bool:
-        return run_id in self.watched_runs
+    def may_hold_end(self, run_id: int) -> bool:
+        return run_id not in self.watched_runs
 
 
-def test_ends_nobody_waits_for_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ends_that_may_wait_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_module, "QUIET_ENDS", 1.0)
     link = WatchingLink()
     for i in range(1, 5):
@@ -216,7 +217,7 @@ def test_ends_nobody_waits_for_are_reported_together(monkeypatch: pytest.MonkeyP
         agent.stop()
 
 
-def test_an_end_someone_waits_for_goes_out_at_once_with_those_held(
+def test_an_end_that_may_not_wait_goes_out_at_once_with_those_held(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(agent_module, "QUIET_ENDS", 30.0)
@@ -226,9 +227,9 @@ def test_an_end_someone_waits_for_goes_out_at_once_with_those_held(
     agent = agent_with(link)
     try:
         time.sleep(0.5)
-        assert link.ends_by_report() == []  # held: nobody waits for run 1
+        assert link.ends_by_report() == []  # held: run 1's end may wait
         started = time.monotonic()
-        link.add(2, "true", run_id=2)  # someone waits for run 2
+        link.add(2, "true", run_id=2)  # run 2's may not
         until(lambda: len(link.finished()) == 2)
         assert time.monotonic() - started < 10
         assert sorted(link.ends_by_report()[0]) == [1, 2]
@@ -236,7 +237,7 @@ def test_an_end_someone_waits_for_goes_out_at_once_with_those_held(
         agent.stop()
 
 
-def test_a_link_that_cannot_tell_who_waits_reports_ends_at_once(
+def test_a_link_that_cannot_tell_reports_ends_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(agent_module, "QUIET_ENDS", 30.0)

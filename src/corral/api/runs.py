@@ -73,16 +73,13 @@ async def submit(request: Request) -> Response:
     run = await call(request, coord.submit, who, spec, project, watched=wait > 0)
     if wait <= 0:
         return answer(run_json(run), 201)
-    topic = events.run_end_topic(run.id)
-    try:
-        if not run.state.ended:
-            # a new run's end topic is told only once the run may have ended: untold since
-            # the submit, the state the submit read still stands and needs no second reading
-            version = coord.hub.version(topic)
-            reread = coord.hub.told_since(topic, mark)
-            run = await _until_ended(request, run, deadline, version=version, reread=reread)
-    finally:
-        coord.hub.unexpect(topic)
+    if not run.state.ended:
+        # a new run's end topic is told only once the run may have ended: untold since
+        # the submit, the state the submit read still stands and needs no second reading
+        topic = events.run_end_topic(run.id)
+        version = coord.hub.version(topic)
+        reread = coord.hub.told_since(topic, mark)
+        run = await _until_ended(request, run, deadline, version=version, reread=reread)
     out = run_json(run)
     if run.state.ended:
         # what the caller waited for: every job's end and result, in the same answer

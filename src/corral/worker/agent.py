@@ -31,9 +31,9 @@ log = logging.getLogger("corral.worker")
 START_REPORT_DELAY = 0.05
 LOG_FLUSH_INTERVAL = 0.1
 COALESCE_ENDS = 0.005  # seconds an end may wait for others while short jobs stream through
-# Ends of runs nobody waits for (fire-and-forget submits, one after another) may wait this
-# long for others, to be recorded together: a transaction and a sync for several ends instead
-# of one each. An end someone waits for goes out at once, with any held back.
+# Ends of single-job runs nobody waits for (fire-and-forget submits, one after another) may
+# wait this long for others, to be recorded together: a transaction and a sync for several
+# ends instead of one each. Any other end goes out at once, with those held back.
 QUIET_ENDS = 0.01
 QUIET_ENDS_MAX = 32
 PREFETCH_BELOW = 0.25  # seconds: mean job length under which a worker holds extra leases
@@ -107,7 +107,7 @@ class Agent:
         self._extra = 0  # extra leases to hold now (`_prefetch`), from the recent mean
         self._pending = Batch()
         self._pending_log_bytes = 0
-        self._pending_watched = False  # an end waiting to be reported is waited for by someone
+        self._pending_watched = False  # an end waiting to be reported may not be held back
         self._quiet_gathering = False  # the reporter waits for more ends nobody waits for
         self._draining = False
         self._stopping = False  # forced: kill jobs, release leases, leave
@@ -489,7 +489,7 @@ class Agent:
             slot.seq += 1
 
     def _finished(self, slot: Slot, outcome: Report) -> None:
-        watched = self._watched(slot.lease.run_id)
+        watched = not self._may_hold(slot.lease.run_id)
         with self._lock:
             self._note_duration(time.time() - slot.started_at)
             self._pending.finished.append(outcome)
@@ -535,20 +535,21 @@ class Agent:
                 continue
             self._send(batch)
 
-    def _watched(self, run_id: int) -> bool:
-        """Whether someone waits for the run's end: True when the link cannot tell."""
-        watched = getattr(self.link, "watched", None)
-        return True if watched is None else bool(watched(run_id))
+    def _may_hold(self, run_id: int) -> bool:
+        """Whether the end of this run's job may be held back (the link's coordinator says);
+        never over a link that cannot tell, such as a worker's over HTTP."""
+        may_hold = getattr(self.link, "may_hold_end", None)
+        return False if may_hold is None else bool(may_hold(run_id))
 
     def _quiet_ends(self) -> bool:
-        """Only ends nobody waits for are waiting to be reported (the caller holds the lock)."""
+        """Only ends that may be held back wait to be reported (the caller holds the lock)."""
         return bool(self._pending.finished) and not (
             self._pending_watched or self._draining or self._pending.released
         )
 
     def _gather_quiet_ends(self) -> None:
-        """Let more ends nobody waits for join the report, up to QUIET_ENDS; an end someone
-        waits for, enough ends, or a drain ends the wait (the caller holds the lock)."""
+        """Let more ends that may be held back join the report, up to QUIET_ENDS; any other
+        end, enough ends, or a drain ends the wait (the caller holds the lock)."""
         until = time.monotonic() + QUIET_ENDS
         self._quiet_gathering = True
         try:
@@ -683,8 +684,8 @@ class Agent:
         """A job ended or left its slot: the reporter has its end, the leaser may refill."""
         pending = len(self._pending.finished)
         if self._quiet_gathering:
-            # the reporter holds back ends nobody waits for: wake it for one someone waits
-            # for, or when there are enough for a report
+            # the reporter holds back ends that may wait: wake it for one that may not, or
+            # when there are enough for a report
             wake = self._pending_watched or pending >= QUIET_ENDS_MAX
         else:
             # the first end wakes the reporter; later ones join its report while it gathers

@@ -89,11 +89,10 @@ class LocalLink:
     def lease(self, max_jobs: int, wait: float) -> list[Lease]:
         return self.coord.lease_wait(self.worker_id, max_jobs, wait, self._interrupted)
 
-    def watched(self, run_id: int) -> bool:
-        """Whether anyone here waits for the run's end (or is about to)."""
-        from corral import events
-
-        return self.coord.hub.watched(events.run_end_topic(run_id))
+    def may_hold_end(self, run_id: int) -> bool:
+        """Whether the end of this run's job may wait a few milliseconds to be reported with
+        others (the coordinator says: a run of one job that nobody waits for)."""
+        return self.coord.may_hold_end(run_id)
 
     def interrupt(self) -> None:
         from corral import events
