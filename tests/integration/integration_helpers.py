@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from corral.auth import Principal
@@ -39,3 +41,11 @@ def states(coord: Coordinator, run_id: int) -> dict[str, str]:
 def snapshot(store: Store, job_id: int) -> tuple[Any, ...]:
     """Everything the store holds about a job: its row and its attempts (to prove no change)."""
     return (store.runs.job_by_id(job_id), tuple(store.runs.attempts(job_id)))
+
+
+def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for `check()` to hold, looking every 10 ms; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)

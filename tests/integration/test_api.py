@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from integration_helpers import join, spec
+from integration_helpers import join, spec, until
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
@@ -471,13 +471,6 @@ def test_paths_near_the_fast_lane_still_reach_the_framework(
     assert listed.status_code == 200 and listed.json()["runs"][0]["id"] == run["id"]
 
 
-def until_true(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def test_only_a_run_of_one_job_nobody_waits_for_may_have_its_end_held_back(
     client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str, monkeypatch: Any
 ) -> None:
@@ -506,7 +499,7 @@ def test_only_a_run_of_one_job_nobody_waits_for_may_have_its_end_held_back(
         target=lambda: client.post("/api/v1/runs?wait=10", json=GOOD, headers=auth(admin_secret))
     )
     asker.start()
-    until_true(lambda: bool(seen))
+    until(lambda: bool(seen))
     assert seen == [False]  # submitted with `wait`: never held
     _finish_all(coord, w.id)
     asker.join(10)
@@ -519,7 +512,7 @@ def test_only_a_run_of_one_job_nobody_waits_for_may_have_its_end_held_back(
         )
     )
     waiting.start()
-    until_true(lambda: not coord.may_hold_end(third))
+    until(lambda: not coord.may_hold_end(third))
     _finish_all(coord, w.id)
     waiting.join(10)
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from integration_helpers import spec
+from integration_helpers import spec, until
 
 from corral import events
 from corral.auth import Principal
@@ -144,13 +144,6 @@ def _counting_reports(coord: Coordinator, monkeypatch: pytest.MonkeyPatch) -> li
     return calls
 
 
-def _until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def _round_leased(
     coord: Coordinator,
     admin: Principal,
@@ -181,7 +174,7 @@ def test_ends_wait_for_the_jobs_still_running_and_go_out_together(
         time.sleep(0.3)
         assert calls == []  # web3's job still runs: the two ends wait for it
         _ended_here(agents["web3"])  # the last: all three go out at once, in one report
-        _until(lambda: coord.store.runs.get(run.id).state.value == "passed")
+        until(lambda: coord.store.runs.get(run.id).state.value == "passed")
         assert calls == [3]
     finally:
         reporter.stop()
@@ -203,13 +196,13 @@ def test_while_the_reporter_gathers_only_the_last_end_wakes_it(
     reporter.start()
     try:
         _ended_here(agents["web1"])  # wakes it: it gathers from now on
-        _until(lambda: reporter._gathering)
+        until(lambda: reporter._gathering)
         _ended_here(agents["web2"])
         _ended_here(agents["web3"])
         time.sleep(0.1)
         assert len(wakes) == 1  # two more ends, while two jobs still ran: no wake-up
         _ended_here(agents["web4"])  # the last
-        _until(lambda: coord.store.runs.get(run.id).state.value == "passed")
+        until(lambda: coord.store.runs.get(run.id).state.value == "passed")
         assert len(wakes) == 2
     finally:
         reporter.stop()
@@ -224,7 +217,7 @@ def test_an_end_waits_no_longer_than_the_gathering_time(
     reporter.start()
     try:
         _ended_here(agents["web1"])  # web2's job runs on: web1's end goes out all the same
-        _until(lambda: calls == [1])
+        until(lambda: calls == [1])
         assert coord.store.runs.get(run.id).state.value == "running"
     finally:
         reporter.stop()
