@@ -37,6 +37,7 @@ from corral.objects.names import check_name, parse_sha256
 
 OBJECT_CHUNK = 1024 * 1024
 WAIT_ALL_AT_ONCE = 10_000  # runs one wait request lists (the server's cap)
+WAIT_SLICE = 25.0  # seconds one wait request long-polls (below the HTTP read timeout)
 
 _BY_STATUS: dict[int, type[CorralError]] = {
     401: Unauthorized,
@@ -301,7 +302,7 @@ class Client:
         """Block until the run ends (or `timeout` seconds pass); returns the run."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = 25.0 if deadline is None else max(0.0, min(25.0, deadline - time.monotonic()))
+            left = _wait_slice(deadline)
             run: dict[str, Any] = self.http.request(
                 "GET",
                 f"/api/v1/runs/{ref}/wait",
@@ -325,9 +326,7 @@ class Client:
         for at in range(0, len(ids), WAIT_ALL_AT_ONCE):
             chunk = ids[at : at + WAIT_ALL_AT_ONCE]
             while True:
-                left = (
-                    25.0 if deadline is None else max(0.0, min(25.0, deadline - time.monotonic()))
-                )
+                left = _wait_slice(deadline)
                 answer: dict[str, Any] = self.http.request(
                     "POST",
                     "/api/v1/runs/wait",
@@ -593,6 +592,13 @@ class Client:
             raise Unreachable(
                 f"cannot reach {self.http.url}: {exc or type(exc).__name__}"
             ) from None
+
+
+def _wait_slice(deadline: float | None) -> float:
+    """Seconds one long-poll of a wait may ask for: at most 25, and never past `deadline`."""
+    return (
+        WAIT_SLICE if deadline is None else max(0.0, min(WAIT_SLICE, deadline - time.monotonic()))
+    )
 
 
 def _check_hash(expected: str, actual: str) -> None:

@@ -67,6 +67,9 @@ class FakeLink:
     def drain(self) -> None:
         self.drained = True
 
+    def may_hold_end(self, run_id: int) -> bool:
+        return False  # as a worker over HTTP: it cannot tell who waits
+
     def interrupt(self) -> None:
         self.interrupted = True
 

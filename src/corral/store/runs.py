@@ -213,11 +213,12 @@ class Runs:
         first one that is not there (or not to be seen)."""
         found: dict[int, RunState] = {}
         wanted = list(dict.fromkeys(run_ids))
+        seen = None if project_ids is None else set(project_ids)
         with self.db.read() as conn:
             for at in range(0, len(wanted), STATES_AT_ONCE):
                 chunk = wanted[at : at + STATES_AT_ONCE]
                 for row in _STATES.all(conn, {"rids": chunk}):
-                    if project_ids is None or row.project_id in project_ids:
+                    if seen is None or row.project_id in seen:
                         found[row.id] = RunState(row.state)
         for run_id in wanted:
             if run_id not in found:

@@ -107,8 +107,8 @@ class Agent:
         self._extra = 0  # extra leases to hold now (`_prefetch`), from the recent mean
         self._pending = Batch()
         self._pending_log_bytes = 0
-        self._pending_watched = False  # an end waiting to be reported may not be held back
-        self._quiet_gathering = False  # the reporter waits for more ends nobody waits for
+        self._pending_urgent = False  # an end waiting to be reported may not be held back
+        self._quiet_gathering = False  # the reporter waits for more ends that may wait
         self._draining = False
         self._stopping = False  # forced: kill jobs, release leases, leave
         self._stopped = threading.Event()
@@ -489,11 +489,11 @@ class Agent:
             slot.seq += 1
 
     def _finished(self, slot: Slot, outcome: Report) -> None:
-        watched = not self._may_hold(slot.lease.run_id)
+        urgent = not self.link.may_hold_end(slot.lease.run_id)
         with self._lock:
             self._note_duration(time.time() - slot.started_at)
             self._pending.finished.append(outcome)
-            self._pending_watched = self._pending_watched or watched
+            self._pending_urgent = self._pending_urgent or urgent
             self._slots.pop(slot.lease.attempt_id, None)
             # its execution's output callback holds the slot: without this link the two are
             # freed as soon as the job is done with, not left for the garbage collector
@@ -535,16 +535,10 @@ class Agent:
                 continue
             self._send(batch)
 
-    def _may_hold(self, run_id: int) -> bool:
-        """Whether the end of this run's job may be held back (the link's coordinator says);
-        never over a link that cannot tell, such as a worker's over HTTP."""
-        may_hold = getattr(self.link, "may_hold_end", None)
-        return False if may_hold is None else bool(may_hold(run_id))
-
     def _quiet_ends(self) -> bool:
         """Only ends that may be held back wait to be reported (the caller holds the lock)."""
         return bool(self._pending.finished) and not (
-            self._pending_watched or self._draining or self._pending.released
+            self._pending_urgent or self._draining or self._pending.released
         )
 
     def _gather_quiet_ends(self) -> None:
@@ -578,7 +572,7 @@ class Agent:
         """What to report now (with heartbeats for every lease held when `beat`), and whether
         the agent is done: draining, with nothing held and nothing left to say."""
         batch, self._pending = self._pending, Batch()
-        self._pending_watched = False
+        self._pending_urgent = False
         self._split_logs(batch)
         wall = time.time()
         for slot in self._slots.values():
@@ -623,9 +617,9 @@ class Agent:
             self._pending.logs = batch.logs[keep:]
             batch.logs = batch.logs[:keep]
             # ends must follow their logs: hold them back until the logs are out (and report
-            # them as soon as the logs are, as if someone waited for them)
+            # them as soon as the logs are, as if they could not wait)
             self._pending.finished, batch.finished = batch.finished, []
-            self._pending_watched = bool(self._pending.finished)
+            self._pending_urgent = bool(self._pending.finished)
             self._pending.released, batch.released = batch.released, []
         self._pending_log_bytes -= size
         self._lock.notify_all()
@@ -686,7 +680,7 @@ class Agent:
         if self._quiet_gathering:
             # the reporter holds back ends that may wait: wake it for one that may not, or
             # when there are enough for a report
-            wake = self._pending_watched or pending >= QUIET_ENDS_MAX
+            wake = self._pending_urgent or pending >= QUIET_ENDS_MAX
         else:
             # the first end wakes the reporter; later ones join its report while it gathers
             wake = pending <= 1 or not self._running

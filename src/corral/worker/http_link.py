@@ -169,6 +169,10 @@ class HttpLink:
             raise CoordinatorAway(f"cannot reach {self.http.url}: {exc}") from exc
         _decode(response)
 
+    def may_hold_end(self, run_id: int) -> bool:
+        """Never: over HTTP the worker cannot see who waits on the coordinator."""
+        return False
+
     def interrupt(self) -> None:
         # the long-poll ends with its HTTP answer; a draining worker is handed nothing meanwhile,
         # and leases made for a request whose worker hung up go back at once

@@ -44,6 +44,11 @@ class Link(Protocol):
 
     def drain(self) -> None: ...
 
+    def may_hold_end(self, run_id: int) -> bool:
+        """Whether the end of this run's job may wait a few milliseconds to be reported with
+        others (only the coordinator can tell: a run of one job that nobody waits for)."""
+        ...
+
     def interrupt(self) -> None:
         """End a lease wait in progress (the agent is leaving)."""
         ...
