@@ -98,6 +98,18 @@ def test_a_job_streams_output_and_publishes_shared_values() -> None:
     assert end["shared"] == {"A": "1", "B": "two"}
 
 
+def test_the_shared_values_file_goes_with_its_job() -> None:
+    channel = Channel()
+    remote.run_job(
+        channel,
+        {"command": 'echo A=1 >> "$CORRAL_OUTPUT"; echo "$CORRAL_OUTPUT"'},
+        _unwatched,
+    )
+    path = "".join(m[3] for m in channel.sent if m[0] == "out").strip()
+    assert _decoded(channel.sent[-1])["shared"] == {"A": "1"}
+    assert path and not os.path.exists(path)
+
+
 def test_jobs_on_a_host_reuse_working_directories_until_the_connection_closes(
     monkeypatch: Any,
 ) -> None:

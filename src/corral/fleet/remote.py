@@ -131,18 +131,26 @@ def run_job(channel: Any, spec: dict[str, Any], attach: Callable[[Any], None]) -
     attach(execution)
     try:
         result = execution.run()
-        try:
-            with open(output, encoding="utf-8", errors="replace") as f:
-                shared = parse_shared(f.read(MAX_SHARED))
-        except OSError:
-            shared = {}  # the job wrote none
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(output)
+        shared = _take_shared(output)
     # every field of the executor's result, which the coordinator makes again as it is
     result_json = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
     result_json["resources"] = dict(result.resources)
     _send(channel, ("end", json.dumps({"result": result_json, "shared": shared})))
+
+
+def _take_shared(output: str) -> dict[str, str]:
+    """The values a job published in its $CORRAL_OUTPUT file, which goes with them."""
+    try:
+        with open(output, encoding="utf-8", errors="replace") as f:
+            shared = parse_shared(f.read(MAX_SHARED))
+    except FileNotFoundError:
+        return {}  # the job wrote none (most jobs): nothing to remove either
+    except OSError:
+        shared = {}  # unreadable: it goes all the same
+    with contextlib.suppress(OSError):
+        os.unlink(output)
+    return shared
 
 
 def _send(channel: Any, message: tuple[Any, ...]) -> None:

@@ -356,7 +356,7 @@ def _spawn(
         return subprocess.Popen(
             argv,
             executable=executable,
-            stdin=subprocess.DEVNULL,
+            stdin=_devnull(),
             stdout=out_w,
             stderr=err_w,
             cwd=cwd,
@@ -398,6 +398,20 @@ def _spawn(
 
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
+_DEVNULL: list[int] = []
+_DEVNULL_LOCK = threading.Lock()
+
+
+def _devnull() -> int:
+    """One /dev/null, opened once (as Popen opens it, read and write), for every job's stdin:
+    Popen's own DEVNULL opens and closes it again for each process it starts."""
+    if not _DEVNULL:
+        with _DEVNULL_LOCK:
+            if not _DEVNULL:
+                _DEVNULL.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+    return _DEVNULL[0]
 
 
 def _encoded(env: Mapping[str, str]) -> dict[bytes, bytes]:
