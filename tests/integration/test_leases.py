@@ -477,3 +477,60 @@ def test_workers_of_one_lease_batch_never_share_a_job(coord: Coordinator, admin:
     assert coord.heartbeat(ws[0].id, [(second.attempt_id, first.token)]) == [second.attempt_id]
     coord.finish(ws[0].id, [report(x) for b in batches for x in b])
     assert coord.store.runs.get(run.id).state is RunState.PASSED
+
+
+# A queue of every kind of job a batch must tell apart: labels a worker lacks, labels in
+# several pairs, kinds a worker does not allow, jobs for one worker only (fanned out), no labels.
+_MIXED = {
+    "for-b": {"command": "true", "on": {"site": "b"}},
+    "anyone": {"command": "true"},
+    "some-code": {"code": "print(1)"},
+    "any-app": {"command": "true", "on": {"role": "app"}},
+    "app-linux": {"command": "true", "on": {"role": "app", "os": "linux"}},
+    "for-c": {"command": "true", "on": {"site": "c"}},
+    "for-nobody": {"command": "true", "on": {"site": "zz"}},
+    "each-app": {"command": "true", "on": {"role": "app"}, "fanout": "each"},
+    "anyone-2": {"command": "true"},
+    "for-a": {"command": "true", "on": {"site": "a"}},
+    "any-app-2": {"command": "true", "on": {"role": "app"}},
+    "anyone-3": {"command": "true"},
+}
+
+
+def _mixed_workers(coord: Coordinator, admin: Principal) -> list[Worker]:
+    return [
+        join(coord, admin, "a", site="a", role="app"),
+        join(coord, admin, "b", ("command", "code"), site="b", role="app", os="linux"),
+        join(coord, admin, "c", site="c"),
+        join(coord, admin, "d", site="d"),
+    ]
+
+
+@pytest.mark.parametrize("front", [1000, 2], ids=["whole-queue-read", "front-cut-short"])
+def test_a_batch_leases_as_its_workers_would_one_after_another(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch, front: int
+) -> None:
+    # several workers leasing together read the queue's front once (store/front.py); each
+    # must get exactly what it would have leased on its own, in the same order of asking,
+    # also when the front read stops short and the rest comes from the store
+    monkeypatch.setattr("corral.store.leases.MAX_FRONT", front)
+    workers = _mixed_workers(coord, admin)
+    coord.drain(admin, "d")  # a draining worker takes nothing
+    asks = [(workers[1].id, 3), (workers[0].id, 2), (workers[2].id, 2), (workers[3].id, 2)]
+    leases = coord.store.leases
+
+    def names(got: list[list[Lease] | NotFound]) -> list[list[str]]:
+        return [[f"{x.job_name}{x.instance or ''}" for x in b] for b in got]  # type: ignore[union-attr]
+
+    first = coord.submit(admin, spec(_MIXED, name="together"))
+    together = names(leases.lease_many(asks, 30.0))
+    coord.cancel(admin, str(first.id))  # what no one took leaves the queue
+    coord.submit(admin, spec(_MIXED, name="alone"))
+    alone = [names(leases.lease_many([ask], 30.0))[0] for ask in asks]
+    assert together == alone
+    assert together == [
+        ["for-b", "anyone", "some-code"],
+        ["any-app", "each-appa"],
+        ["for-c", "anyone-2"],
+        [],
+    ]

@@ -33,6 +33,7 @@ from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
 from corral.store.dataflow import record_outputs
 from corral.store.engine import Database
+from corral.store.front import MAX_FRONT, Front, front_query
 from corral.store.prepared import Prepared
 from corral.store.progress import Settled, mark_started, move, settle
 from corral.store.run_limits import parallel_rule, within_parallel
@@ -193,6 +194,7 @@ class Leases:
                 or_(runs.c.schedule.in_(HOST_SCHEDULES), runs.c.max_parallel.is_not(None)),
             )
         )
+        self._front = front_query(db, now)
         self._any_ready = Prepared(
             select(jobs.c.id).where(jobs.c.state == QUEUED, jobs.c.not_before <= now).limit(1)
         )
@@ -315,20 +317,27 @@ class Leases:
             found = self._workers_of.all(conn, {"ids": sorted({asks[i][0] for i in todo})})
             by_id = {w.id: w for w in found}
             picks: list[tuple[int, Any, list[Any]]] = []  # (ask, worker, its jobs) to record
-            taken: list[int] = []
+            taken: set[int] = set()
+            front = None
+            if len(todo) > 1 and not (fleet or limited):
+                # several workers (a fleet's sites): the queue's front read once for all
+                front = self._read_front(conn, [(by_id.get(asks[i][0]), asks[i][1]) for i in todo])
             for i in todo:
                 worker_id, max_jobs = asks[i]
                 worker = by_id.get(worker_id)
                 if worker is None:
                     out[i] = NotFound(f"no worker {worker_id}")
                     continue
-                picked = self._pick_for(conn, now, worker, max_jobs, fleet, limited, taken)
+                if front is not None:
+                    picked = self._take_from(conn, now, front, worker, max_jobs, taken)
+                else:
+                    picked = self._pick_for(conn, now, worker, max_jobs, fleet, limited, taken)
                 if fleet or limited:
                     # schedules and limits read what earlier workers took: record it at once
                     out[i] = self._record(conn, now, ttl, [(worker, picked)], fresh)[0]
                 elif picked:
                     picks.append((i, worker, picked))
-                    taken.extend(r.id for r in picked)
+                    taken.update(r.id for r in picked)
             # everyone else's in one go: an insert and an update for the batch, not per job
             recorded = self._record(conn, now, ttl, [(w, p) for _, w, p in picks], fresh)
             for (i, _, _), leases in zip(picks, recorded, strict=True):
@@ -351,36 +360,83 @@ class Leases:
         max_jobs: int,
         fleet: bool,
         limited: bool,
-        taken: Sequence[int],
+        taken: set[int],
     ) -> list[Any]:
         """The jobs one worker (its row as read in this transaction) is to lease, not yet
         recorded (`fleet`, `limited`: whether a live run has a host schedule, or a
         max_parallel; `taken`: jobs already picked for other workers of the batch)."""
-        worker_id = worker.id
-        self._touched[worker_id] = time.monotonic()
-        if worker.draining:
-            return []
+        self._touched[worker.id] = time.monotonic()
+        picked = (
+            [] if worker.draining else self._pick_sql(conn, worker, max_jobs, fleet, limited, taken)
+        )
+        self._noted(conn, now, worker, picked)
+        return picked
+
+    def _pick_sql(
+        self,
+        conn: Connection,
+        worker: Any,
+        max_jobs: int,
+        fleet: bool,
+        limited: bool,
+        taken: set[int],
+    ) -> list[Any]:
         picked = self._picks[fleet, limited].all(
             conn,
             {
-                "wid": worker_id,
+                "wid": worker.id,
                 "pairs": pairs(worker.labels),
                 "kinds": list(worker.allow),
                 "n": max_jobs,
-                "taken": list(taken),
+                "taken": sorted(taken),
             },
         )
         if fleet:
             picked = one_per_host(picked)
         if limited:
             picked = within_parallel(conn, self.db, picked)
-        if now - worker.last_seen > 1.0:  # "last seen" to the second: one write a second
-            self._seen.execute(conn, {"wid": worker_id})
-        if not picked:
-            self._idle.add(worker_id)
-        else:
-            self._idle.discard(worker_id)
         return picked
+
+    def _read_front(self, conn: Connection, asking: Sequence[tuple[Any, int]]) -> Front:
+        """The queue's front for these (worker row or None, jobs wanted): as many jobs as
+        they want in all, of the kinds any of them allows."""
+        able = [(w, n) for w, n in asking if w is not None and not w.draining]
+        kinds = sorted({k for w, _ in able for k in w.allow})
+        want = min(sum(n for _, n in able), MAX_FRONT)
+        if not kinds or want <= 0:
+            return Front([], [], full=False)
+        return Front.read(conn, self._front, kinds, want)
+
+    def _take_from(
+        self,
+        conn: Connection,
+        now: float,
+        front: Front,
+        worker: Any,
+        max_jobs: int,
+        taken: set[int],
+    ) -> list[Any]:
+        """`_pick_for` through the front read for the batch; the store is asked only for
+        what lies behind a front that was cut at its limit."""
+        self._touched[worker.id] = time.monotonic()
+        picked: list[Any] = []
+        if not worker.draining:
+            picked = front.take(worker, max_jobs, taken)
+            if len(picked) < max_jobs and front.full:
+                more = self._pick_sql(conn, worker, max_jobs - len(picked), False, False, taken)
+                taken.update(r.id for r in more)
+                picked += more
+        self._noted(conn, now, worker, picked)
+        return picked
+
+    def _noted(self, conn: Connection, now: float, worker: Any, picked: list[Any]) -> None:
+        """What a pick tells of its worker: seen now, idle or not."""
+        if now - worker.last_seen > 1.0:  # "last seen" to the second: one write a second
+            self._seen.execute(conn, {"wid": worker.id})
+        if not picked:
+            self._idle.add(worker.id)
+        else:
+            self._idle.discard(worker.id)
 
     def _record(
         self,
