@@ -58,7 +58,9 @@ def front_query(db: Database, now: ColumnElement[Any]) -> Prepared:
         .limit(bindparam("n"))
     )
     if db.is_postgres:
-        # as the one-worker pick: rows another coordinator is leasing are passed over
+        # as the one-worker pick: rows another coordinator is leasing are passed over. A job
+        # read here that none of the batch takes stays locked until the transaction ends
+        # (milliseconds), and other coordinators pass over it meanwhile
         head = head.with_for_update(skip_locked=True)
     c = head.subquery("c")
     return Prepared(
