@@ -2,6 +2,7 @@
 
     python -m bench.limits local     # the local task path: the real agent, then one thread
     python -m bench.limits submits   # single-job submits over HTTP, with and without a worker
+    python -m bench.limits leases    # a fleet's lease round in the store, 20 and 200 sites
 
 `local` runs N task jobs (`noop`, already submitted, no HTTP) three ways in one process, on
 the same coordinator, store and task runner processes:
@@ -21,6 +22,11 @@ its threads; the task processes are apart).
 `submits` starts `corral serve` twice (`--local-slots 0`, then `2`) and posts single-job runs
 one after another from corral's client: how fast a submit is on its own, and while the local
 worker runs what was submitted.
+
+`leases` measures the store's side of a fleet round in one process, with no hosts: a run of
+one command job per site is submitted, one lease round asks for every site at once
+(`Coordinator.lease_for`, as the fleet's leaser does) and every end is recorded in one report;
+it prints the CPU of each of the three, per round, for 20 and for 200 sites.
 """
 
 from __future__ import annotations
@@ -292,14 +298,65 @@ def _submit_rates(slots: int, n: int, reps: int) -> list[float]:
         server.wait(15)
 
 
+def leases(rounds: int, sites: tuple[int, ...] = (20, 200)) -> None:
+    from corral.auth import Principal
+    from corral.config import Settings
+    from corral.domain.models import Report
+    from corral.domain.runspec import parse
+    from corral.fleet.hosts import HOST_SLOTS, FleetLeaser, FleetReporter, HostAgent, HostLink
+    from corral.fleet.inventory import Host
+    from corral.fleet.transport import Transport
+    from corral.server import Server
+    from corral.worker.agent import AgentOptions
+
+    for n in sites:
+        home = Path(tempfile.mkdtemp(prefix="corral-limits-"))
+        server = Server(Settings(home=home, local_slots=0))
+        coord = server.coordinator
+        admin = Principal(token_id=0, kind="admin", name="limits")
+        leaser, reporter = FleetLeaser(coord), FleetReporter(coord)
+        ids = []
+        for i in range(n):
+            host = Host(site=f"h{i}", ssh="nobody@h")  # never connected: no job is sent
+            link = HostLink(coord, host, Transport(host))
+            agent = HostAgent(link, AgentOptions(slots=HOST_SLOTS), leaser, reporter)
+            ids.append(agent.worker_id)
+        cpu: dict[str, list[float]] = {"submit": [], "lease": [], "finish": []}
+        count = max(rounds * 20 // n, 10)
+        for r in range(count + count // 5):  # the first fifth warms up
+            jobs = {f"h{i}": {"command": "true", "on": {"site": f"h{i}"}} for i in range(n)}
+            spec = parse({"name": f"round-{r}", "jobs": jobs})
+            c0 = _cpu()
+            coord.submit(admin, spec, watched=True)
+            c1 = _cpu()
+            found = coord.lease_for([(w, HOST_SLOTS) for w in ids])
+            c2 = _cpu()
+            made = [x for got in found if isinstance(got, list) for x in got]
+            if len(made) != n:
+                raise RuntimeError(f"{n} sites leased {len(made)} jobs")
+            ends = [Report(x.attempt_id, x.token, "passed", 0, "exit 0") for x in made]
+            coord.report(ids, finished=ends)
+            c3 = _cpu()
+            if r >= count // 5:
+                for name, took in (("submit", c1 - c0), ("lease", c2 - c1), ("finish", c3 - c2)):
+                    cpu[name].append(took * 1000)
+        shown = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in cpu.items())
+        print(f"{n} sites: CPU ms a round (median of {len(cpu['lease'])}): {shown}")
+        coord.store.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__.split("\n")[0])
-    ap.add_argument("probe", choices=["local", "submits"])
-    ap.add_argument("-n", type=int, default=0, help="jobs (local: 5000) or submits (2000)")
+    ap.add_argument("probe", choices=["local", "submits", "leases"])
+    ap.add_argument(
+        "-n", type=int, default=0, help="jobs (local: 5000), submits (2000) or rounds (leases: 250)"
+    )
     ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args(argv)
     if a.probe == "local":
         local(a.n or 5000, a.reps)
+    elif a.probe == "leases":
+        leases(a.n or 250)
     else:
         submits(a.n or 2000, a.reps)
     return 0
