@@ -58,6 +58,10 @@ CACHE_SECONDS = 2.0
 # A worker whose lease came back short is not asked again until the queue moves, or this long
 # has passed (a retry's back-off ends, or another coordinator's wake-up went astray).
 RECHECK_EMPTY = 1.0
+# How long a worker in this process, woken by a single-job run nobody waits for, may wait for
+# more such runs before it leases: a stream of them then costs a lease transaction for a few
+# instead of one each (as their ends are held back, QUIET_ENDS in the agent)
+QUIET_LEASE = 0.01
 MAX_SOLO = 100_000  # single-job runs remembered as such; more are forgotten (held back never)
 MAX_OBJECT_SIZE = 5 * 1024**3
 
@@ -103,6 +107,9 @@ class Coordinator:
         # workers that joined here: their label pairs ("key=value") and the kinds they allow
         self._joined: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
         self._queue_lock = threading.Lock()
+        # notices of the queue whose job may wait a little to be leased (`_gather_quiet`),
+        # counted with the notice itself under the queue lock
+        self._quiet_notices = 0
         # On SQLite, leases and ends asked for at once share one transaction (one writer
         # anyway); PostgreSQL runs them side by side.
         self._lease_together: Combiner[tuple[int, int], list[Lease]] | None = None
@@ -277,9 +284,10 @@ class Coordinator:
         # the leasers are woken while the run's commit is synced; it is durable on return
         with self.store.db.sync_after():
             run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
-            if not watched and len(placements) == 1:
+            solo = not watched and len(placements) == 1
+            if solo:
                 self._note_solo(run.id)  # before any worker hears of it
-            self._queue_grew(spec.jobs, events.run_topic(run.id))
+            self._queue_grew(spec.jobs, events.run_topic(run.id), quiet=solo)
         return run
 
     def _note_solo(self, run_id: int) -> None:
@@ -294,7 +302,7 @@ class Coordinator:
         job, fills no schedule), submitted without `wait`, that nobody waits for now."""
         return run_id in self._solo and not self.hub.watched(events.run_end_topic(run_id))
 
-    def _queue_grew(self, jobs: Sequence[JobSpec], *topics: str) -> None:
+    def _queue_grew(self, jobs: Sequence[JobSpec], *topics: str, quiet: bool = False) -> None:
         """Wake the leasers for new jobs. A worker that came back short and can take none of
         them keeps skipping the store: with a fleet of sites, a job for one site would
         otherwise cost a lease transaction for every site."""
@@ -312,6 +320,8 @@ class Coordinator:
                 if not any(kind in allow and need <= labels for need, kind in wanted):
                     self._found_empty[worker_id] = (before + 1, when)
             self.hub.notify(events.QUEUE, *topics)
+            if quiet:
+                self._quiet_notices += 1
 
     def _check_object_inputs(self, spec: RunSpec, proj: Project) -> None:
         """Inputs that name objects must be readable by the run's project: knowing a hash
@@ -677,13 +687,36 @@ class Coordinator:
         notify the queue topic to wake the wait)."""
         deadline = time.monotonic() + wait
         while stop is None or not stop.is_set():
-            version = self.hub.version(events.QUEUE)
+            mark = self._queue_mark()
             leases = self.lease(worker_id, max_jobs)
             left = deadline - time.monotonic()
             if leases or left <= 0:
                 return leases
-            self.hub.wait(events.QUEUE, version, self.queue_wait(left))
+            if self.hub.wait(events.QUEUE, mark[0], self.queue_wait(left)):
+                self._gather_quiet(mark, max_jobs, stop)
         return []
+
+    def _queue_mark(self) -> tuple[int, int]:
+        """The queue's version and how many of its notices were quiet, read together."""
+        with self._queue_lock:
+            return self.hub.version(events.QUEUE), self._quiet_notices
+
+    def _gather_quiet(
+        self, since: tuple[int, int], max_jobs: int, stop: threading.Event | None
+    ) -> None:
+        """Woken by new work: while every notice since `since` is of jobs that may wait (single
+        jobs nobody waits for), wait up to QUIET_LEASE for more, so that a stream of them is
+        leased a few at a time rather than one lease each."""
+        until = time.monotonic() + QUIET_LEASE
+        while stop is None or not stop.is_set():
+            version, quiet = self._queue_mark()
+            told = version - since[0]
+            if told != quiet - since[1] or told >= max_jobs:
+                return  # a notice that may not wait, or enough for the worker
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            self.hub.wait(events.QUEUE, version, left)
 
     def queue_wait(self, left: float) -> float:
         """How long a lease long-poll may sleep on the queue topic before asking again."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import pytest
-from integration_helpers import join, report, snapshot, spec, states
+from integration_helpers import join, report, snapshot, spec, states, until
 from sqlalchemy import func, select
 
 from corral import events
@@ -534,3 +536,68 @@ def test_a_batch_leases_as_its_workers_would_one_after_another(
         ["for-c", "anyone-2"],
         [],
     ]
+
+
+# -- single-job runs nobody waits for: leased a few at a time ----------------------------------
+
+
+def _lease_in_thread(coord: Coordinator, worker: Worker, n: int) -> tuple[Any, list[Any]]:
+    got: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: got.append(coord.lease_wait(worker.id, n, 3.0)), daemon=True
+    )
+    thread.start()
+    until(lambda: coord.hub.watched(events.QUEUE))  # it sleeps on the queue now
+    return thread, got
+
+
+def test_a_stream_of_single_runs_nobody_waits_for_is_leased_together(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("corral.coordinator.QUIET_LEASE", 5.0)
+    w = join(coord, admin, "w1")
+    thread, got = _lease_in_thread(coord, w, 2)
+    try:
+        coord.submit(admin, spec({"a": {"command": "true"}}, name="one"))
+        time.sleep(0.05)  # the first run woke the lease, which waits for a second
+        assert not got
+        coord.submit(admin, spec({"a": {"command": "true"}}, name="two"))
+        thread.join(2.0)  # two runs are all the worker asked for: it leases now, both at once
+        assert [x.run_name for x in got[0]] == ["one", "two"]
+    finally:
+        thread.join(5.0)  # its store connection back before the database goes
+
+
+@pytest.mark.parametrize("urgent", ["waited-for", "of-two-jobs", "released"])
+def test_work_that_may_not_wait_is_leased_at_once(
+    coord: Coordinator, admin: Principal, monkeypatch: pytest.MonkeyPatch, urgent: str
+) -> None:
+    monkeypatch.setattr("corral.coordinator.QUIET_LEASE", 5.0)
+    w = join(coord, admin, "w1")
+    if urgent == "released":
+        coord.submit(admin, spec({"a": {"command": "true"}}, name="held"))
+        (lease,) = coord.lease(w.id, 1)
+    thread, got = _lease_in_thread(coord, w, 4)
+    try:
+        coord.submit(admin, spec({"a": {"command": "true"}}, name="quiet"))
+        started = time.monotonic()
+        if urgent == "waited-for":
+            coord.submit(admin, spec({"a": {"command": "true"}}, name="now"), watched=True)
+        elif urgent == "of-two-jobs":
+            coord.submit(admin, spec({"a": {"command": "true"}, "b": {"command": "true"}}))
+        else:
+            coord.report(w.id, released=[(lease.attempt_id, lease.token)])
+        thread.join(2.0)
+        assert got and time.monotonic() - started < 2.0  # not the 5 s a quiet run may wait
+        # the notice that may not wait ended the wait: its job is in the same lease
+        names = sorted(x.run_name for x in got[0])
+        assert (
+            names
+            == {
+                "waited-for": ["now", "quiet"],
+                "of-two-jobs": ["quiet", "r", "r"],
+                "released": ["held", "quiet"],
+            }[urgent]
+        )
+    finally:
+        thread.join(5.0)
