@@ -33,6 +33,23 @@ from corral.store.tables import QUEUED, job_selectors, jobs, runs
 MAX_FRONT = 1000
 
 
+def lease_columns(source: Any) -> list[Any]:
+    """The columns of a job picked to lease, as `Leases` records it: `source` is the jobs
+    table or a subquery of it, joined with its run."""
+    return [
+        source.c.id,
+        source.c.run_id,
+        source.c.name,
+        source.c.instance,
+        source.c.payload,
+        source.c.timeout,
+        source.c.attempts,
+        runs.c.name.label("run_name"),
+        runs.c.state.label("run_state"),
+        runs.c.shared.label("run_shared"),
+    ]
+
+
 def front_query(db: Database, now: ColumnElement[Any]) -> Prepared:
     """The queued, due jobs of some kinds, oldest first, up to `n`, one row per label pair
     (or one with none). The payload comes as text, decoded only for the jobs taken."""
@@ -64,21 +81,7 @@ def front_query(db: Database, now: ColumnElement[Any]) -> Prepared:
         head = head.with_for_update(skip_locked=True)
     c = head.subquery("c")
     return Prepared(
-        select(
-            c.c.id,
-            c.c.run_id,
-            c.c.name,
-            c.c.instance,
-            c.c.payload,
-            c.c.timeout,
-            c.c.attempts,
-            runs.c.name.label("run_name"),
-            runs.c.state.label("run_state"),
-            runs.c.shared.label("run_shared"),
-            c.c.kind,
-            c.c.target_worker_id,
-            job_selectors.c.pair,
-        )
+        select(*lease_columns(c), c.c.kind, c.c.target_worker_id, job_selectors.c.pair)
         .select_from(
             c.join(runs, runs.c.id == c.c.run_id).outerjoin(
                 job_selectors, and_(job_selectors.c.job_id == c.c.id, c.c.selector_size > 0)

@@ -33,7 +33,7 @@ from corral.domain.states import Event, JobState, RunState, next_state
 from corral.errors import LeaseLost, NotFound
 from corral.store.dataflow import record_outputs
 from corral.store.engine import Database
-from corral.store.front import MAX_FRONT, Front, front_query
+from corral.store.front import MAX_FRONT, Front, front_query, lease_columns
 from corral.store.prepared import Prepared
 from corral.store.progress import Settled, mark_started, move, settle
 from corral.store.run_limits import parallel_rule, within_parallel
@@ -142,18 +142,7 @@ class Leases:
             ).where(workers.c.id.in_(bindparam("ids", expanding=True)))
         )
         self._pick = (
-            select(
-                jobs.c.id,
-                jobs.c.run_id,
-                jobs.c.name,
-                jobs.c.instance,
-                jobs.c.payload,
-                jobs.c.timeout,
-                jobs.c.attempts,
-                runs.c.name.label("run_name"),
-                runs.c.state.label("run_state"),
-                runs.c.shared.label("run_shared"),
-            )
+            select(*lease_columns(jobs))
             .join(runs, runs.c.id == jobs.c.run_id)
             .where(
                 jobs.c.state == QUEUED,
