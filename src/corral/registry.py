@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from corral.dir_watch import DirWatch
 from corral.domain.durations import parse_duration
 from corral.domain.labels import LabelError, check_labels
 from corral.domain.runspec import MAX_RETRIES, NAME_RE, JobSpec
@@ -165,8 +166,10 @@ class _File:
 class Registry:
     """The tasks of the server's task directories, kept up to date by a cheap rescan.
 
-    `refresh` stats the files and parses only those that changed, so a new version of a task
-    file is seen by the next submit or lease without a restart. Every version's source stays
+    `refresh` looks at the files when something in the directories may have changed since the
+    last look (`DirWatch`: on Linux the kernel says, else every time) and parses only the
+    files that did, so a new version of a task file is seen by the next submit or lease
+    without a restart. Every version's source stays
     available by hash for a while: jobs leased before a change still fetch the code they name.
     """
 
@@ -179,13 +182,18 @@ class Registry:
         self._sources: OrderedDict[str, bytes] = OrderedDict()
         self._seen: list[dict[str, tuple[int, int, int]]] | None = None  # the last look
         self._dir_problems: list[str] = []
+        self._watch = DirWatch(self.dirs)
+        self._links = False  # a task file is a symlink: its target may change unwatched
         self.refresh()
 
     def refresh(self) -> None:
         with self._lock:
+            if not self._watch.may_have_changed() and not self._links:
+                return  # nothing written, made or removed there since the last look
             # what is there now, per directory (unsorted: sorting waits for a change)
             found_by_dir: list[dict[str, tuple[int, int, int]]] = []
             dir_problems: list[str] = []
+            links = False
             for d in self.dirs:
                 here: dict[str, tuple[int, int, int]] = {}
                 found_by_dir.append(here)
@@ -204,8 +212,10 @@ class Registry:
                             continue  # removed while we looked
                         if entry.is_file():
                             here[entry.path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                            links = links or entry.is_symlink()
+            self._links = links
             if found_by_dir == self._seen and not dir_problems and not self._dir_problems:
-                return  # nothing changed: the common case, on every submit and lease
+                return  # nothing changed
             self._seen, self._dir_problems = found_by_dir, dir_problems
             found = {Path(p): key for here in found_by_dir for p, key in sorted(here.items())}
             changed = [
