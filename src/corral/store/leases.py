@@ -317,10 +317,7 @@ class Leases:
                 if worker is None:
                     out[i] = NotFound(f"no worker {worker_id}")
                     continue
-                if front is not None:
-                    picked = self._take_from(conn, now, front, worker, max_jobs, taken)
-                else:
-                    picked = self._pick_for(conn, now, worker, max_jobs, fleet, limited, taken)
+                picked = self._pick_for(conn, now, worker, max_jobs, fleet, limited, taken, front)
                 if fleet or limited:
                     # schedules and limits read what earlier workers took: record it at once
                     out[i] = self._record(conn, now, ttl, [(worker, picked)], fresh)[0]
@@ -350,14 +347,24 @@ class Leases:
         fleet: bool,
         limited: bool,
         taken: set[int],
+        front: Front | None = None,
     ) -> list[Any]:
         """The jobs one worker (its row as read in this transaction) is to lease, not yet
         recorded (`fleet`, `limited`: whether a live run has a host schedule, or a
-        max_parallel; `taken`: jobs already picked for other workers of the batch)."""
+        max_parallel; `taken`: jobs already picked for other workers of the batch). With the
+        batch's `front`, from it; the store is asked only for what lies behind a front that
+        was cut at its limit."""
         self._touched[worker.id] = time.monotonic()
-        picked = (
-            [] if worker.draining else self._pick_sql(conn, worker, max_jobs, fleet, limited, taken)
-        )
+        if worker.draining:
+            picked: list[Any] = []
+        elif front is None:
+            picked = self._pick_sql(conn, worker, max_jobs, taken, fleet, limited)
+        else:
+            picked = front.take(worker, max_jobs, taken)
+            if len(picked) < max_jobs and front.full:
+                more = self._pick_sql(conn, worker, max_jobs - len(picked), taken)
+                taken.update(r.id for r in more)
+                picked += more
         self._noted(conn, now, worker, picked)
         return picked
 
@@ -365,10 +372,10 @@ class Leases:
         self,
         conn: Connection,
         worker: Any,
-        max_jobs: int,
-        fleet: bool,
-        limited: bool,
+        n: int,
         taken: set[int],
+        fleet: bool = False,
+        limited: bool = False,
     ) -> list[Any]:
         picked = self._picks[fleet, limited].all(
             conn,
@@ -376,7 +383,7 @@ class Leases:
                 "wid": worker.id,
                 "pairs": pairs(worker.labels),
                 "kinds": list(worker.allow),
-                "n": max_jobs,
+                "n": n,
                 "taken": sorted(taken),
             },
         )
@@ -395,28 +402,6 @@ class Leases:
         if not kinds or want <= 0:
             return Front([], [], full=False)
         return Front.read(conn, self._front, kinds, want)
-
-    def _take_from(
-        self,
-        conn: Connection,
-        now: float,
-        front: Front,
-        worker: Any,
-        max_jobs: int,
-        taken: set[int],
-    ) -> list[Any]:
-        """`_pick_for` through the front read for the batch; the store is asked only for
-        what lies behind a front that was cut at its limit."""
-        self._touched[worker.id] = time.monotonic()
-        picked: list[Any] = []
-        if not worker.draining:
-            picked = front.take(worker, max_jobs, taken)
-            if len(picked) < max_jobs and front.full:
-                more = self._pick_sql(conn, worker, max_jobs - len(picked), False, False, taken)
-                taken.update(r.id for r in more)
-                picked += more
-        self._noted(conn, now, worker, picked)
-        return picked
 
     def _noted(self, conn: Connection, now: float, worker: Any, picked: list[Any]) -> None:
         """What a pick tells of its worker: seen now, idle or not."""
