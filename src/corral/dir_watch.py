@@ -71,7 +71,11 @@ class DirWatch:
         heard at the next call."""
         if self._inotify is None:
             return True
-        heard = self._inotify.read(timeout=0)
+        try:
+            heard = self._inotify.read(timeout=0)
+        except OSError as exc:  # not expected; the caller's look must not fail for it
+            log.warning("reading the task directories' watch failed (%s): looking", exc)
+            return True
         for event in heard:
             if event.mask & flags.IGNORED:  # that watch is gone (the directory went)
                 self._watched.pop(event.wd, None)
