@@ -169,8 +169,8 @@ class Registry:
     `refresh` looks at the files when something in the directories may have changed since the
     last look (`DirWatch`: on Linux the kernel says, else every time) and parses only the
     files that did, so a new version of a task file is seen by the next submit or lease
-    without a restart. Every version's source stays
-    available by hash for a while: jobs leased before a change still fetch the code they name.
+    without a restart. Every version's source stays available by hash for a while: jobs
+    leased before a change still fetch the code they name.
     """
 
     def __init__(self, dirs: Sequence[str | os.PathLike[str]] = ()) -> None:

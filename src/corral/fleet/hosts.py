@@ -37,6 +37,12 @@ class HostLink(LocalLink):
         super().__init__(coordinator, host.site, host.labels, HOST_SLOTS, ["command"])
         self.transport = transport
 
+    def may_hold_end(self, run_id: int) -> bool:
+        """Not asked: a site's ends go to the fleet's reporter, which gathers a round's ends by
+        a rule of its own (`FleetReporter._gather`), so the coordinator's answer would go
+        unused on every end."""
+        return False
+
 
 class HostAgent(Agent):
     """The worker agent of one site; runs over SSH. Its leases come from the fleet's one
