@@ -67,6 +67,14 @@ def getenv(name):
     return [os.environ.get(name), os.getpid()]
 
 @corral.task
+def meddle(name, value):  # changes the process's environment for whatever runs after it
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    return os.getpid()
+
+@corral.task
 def keep(mib):
     KEPT.append(b"k" * (mib * 1024 * 1024))  # held after the call returns
     return os.getpid()
@@ -259,6 +267,29 @@ def test_a_call_sees_its_own_environment_and_nothing_left_from_the_last(
     changed = env_of({"ONLY_ONCE": "again"}).value
     assert first[1] == second[1] == changed[1]  # the same process each time
     assert [first[0], second[0], changed[0]] == ["here", None, "again"]
+
+
+def test_what_a_task_does_to_the_environment_is_undone_for_the_next_call(
+    pool: TaskPool, sources: Sources
+) -> None:
+    sha = sources.add(SOURCE)
+
+    def run(function: str, args: dict[str, Any], env: dict[str, str]) -> Any:
+        return pool.call(lease(sha, function, args), env, lambda c: None).run().value
+
+    given = {"GIVEN": "kept"}
+    pids = {run("getenv", {"name": "GIVEN"}, given)[1]}
+    # a variable the task made is gone, one it changed or removed is as given, next call
+    pids.add(run("meddle", {"name": "MADE", "value": "by the task"}, given))
+    assert run("getenv", {"name": "MADE"}, given)[0] is None
+    pids.add(run("meddle", {"name": "GIVEN", "value": "changed"}, given))
+    assert run("getenv", {"name": "GIVEN"}, given)[0] == "kept"
+    pids.add(run("meddle", {"name": "GIVEN", "value": None}, given))
+    assert run("getenv", {"name": "GIVEN"}, given)[0] == "kept"
+    # and one the worker itself passes to every call (PATH) comes back too
+    pids.add(run("meddle", {"name": "PATH", "value": None}, given))
+    assert run("getenv", {"name": "PATH"}, given)[0]
+    assert len(pids) == 1  # all in the one process
 
 
 def test_processes_are_recycled_after_max_calls(tmp_path: Path, sources: Sources) -> None:
