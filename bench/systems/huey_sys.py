@@ -40,7 +40,8 @@ class HueySystem(System):
 
     def describe(self) -> str:
         return (
-            f"SqliteHuey (defaults: WAL, no fsync), `huey_consumer -w 2 -k {WORKER_TYPE} "
+            f"SqliteHuey (defaults: WAL, synchronous={_synchronous()}), "
+            f"`huey_consumer -w 2 -k {WORKER_TYPE} "
             "-d 0.01 -m 0.01 -b 1` (consumer polling tuned to 10 ms); results polled "
             "every 1 ms (one job) / 10 ms (many); no batch API (`map` loops over enqueue)"
         )
@@ -114,3 +115,23 @@ class HueySystem(System):
             else []
         )
         return {"server": None, "worker": procs.peak_rss_mb(pids)}
+
+
+def _synchronous() -> str:
+    """What SqliteHuey's defaults leave SQLite syncing, read back from a connection of its own.
+
+    Huey's `fsync=None` sets no `synchronous`, so SQLite's own default (FULL here: each commit
+    synced) holds; the table then says what ran rather than what was assumed."""
+    import tempfile
+
+    from bench.tasks import huey_tasks
+
+    with tempfile.TemporaryDirectory() as tmp:
+        huey, _ = huey_tasks.build(os.path.join(tmp, "probe.db"))
+        try:
+            with huey.storage.db() as cursor:
+                level = cursor.execute("pragma synchronous").fetchone()[0]
+        finally:
+            huey.storage.close()
+    names = {0: "OFF, nothing synced", 1: "NORMAL", 2: "FULL, each commit synced"}
+    return names.get(level, str(level))
