@@ -255,7 +255,10 @@ class Coordinator:
         self, who: Principal, spec: RunSpec, project: str | None = None, *, watched: bool = False
     ) -> Run:
         """Store a run. `watched`: the caller waits for its end (a submit with `wait`), so its
-        end is reported at once, never held back to go out with others (`may_hold_end`)."""
+        end is reported at once, never held back to go out with others (`may_hold_end`), and
+        the run's commit is not synced here: the caller makes it durable before it answers
+        (`store.db.make_durable`), most often already done by the synced commit of the run's
+        end."""
         name = project or spec.project or who.project or "default"
         proj = self._project(name)
         who.require_submit(proj.id)
@@ -281,10 +284,16 @@ class Coordinator:
         needs_workers = any(j.fanout == "each" for j in spec.jobs)
         workers = self.store.workers.list() if needs_workers else []
         placements = expand(spec, workers)
+        if watched:
+            run = self.store.runs.submit(
+                proj, spec, placements, submitted_by=who.name, durable=False
+            )
+            self._queue_grew(spec.jobs, events.run_topic(run.id))
+            return run
         # the leasers are woken while the run's commit is synced; it is durable on return
         with self.store.db.sync_after():
             run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
-            solo = not watched and len(placements) == 1
+            solo = len(placements) == 1
             if solo:
                 self._note_solo(run.id)  # before any worker hears of it
             self._queue_grew(spec.jobs, events.run_topic(run.id), quiet=solo)

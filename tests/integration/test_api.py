@@ -424,6 +424,75 @@ def test_submit_with_wait_answers_when_the_wait_runs_out(
     assert 0.25 <= time.monotonic() - started < 5
 
 
+def _wal_syncs(monkeypatch: Any) -> list[str]:
+    """Each sync of the store's log made outside SQLite (by `make_durable` or a submit)."""
+    from corral.store.wal_sync import WalFile
+
+    synced: list[str] = []
+    real = WalFile.sync
+
+    def sync(self: WalFile) -> None:
+        synced.append(self.path)
+        real(self)
+
+    monkeypatch.setattr(WalFile, "sync", sync)
+    return synced
+
+
+def _marking_submits(coord: Coordinator, monkeypatch: Any) -> list[tuple[int, bool]]:
+    """For each submit: the store's write mark after it, and whether it was on disk then."""
+    db = coord.store.db
+    marks: list[tuple[int, bool]] = []
+    real_submit = coord.submit
+
+    def submit(*args: Any, **kwargs: Any) -> Any:
+        run = real_submit(*args, **kwargs)
+        marks.append((db.commits, db.is_durable(db.commits)))
+        return run
+
+    monkeypatch.setattr(coord, "submit", submit)
+    return marks
+
+
+def test_a_submit_with_wait_is_on_disk_before_its_answer_when_the_wait_runs_out(
+    client: TestClient, coord: Coordinator, admin_secret: str, monkeypatch: Any
+) -> None:
+    marks = _marking_submits(coord, monkeypatch)
+    synced = _wal_syncs(monkeypatch)
+    r = client.post("/api/v1/runs?wait=0.2", json=GOOD, headers=auth(admin_secret))
+    assert r.status_code == 201 and r.json()["state"] == "queued"
+    ((mark, durable_at_submit),) = marks
+    assert not durable_at_submit  # the submit itself does not sync: the answer waits for it
+    assert coord.store.db.is_durable(mark)
+    assert synced  # made so before the answer, by a sync of the log
+
+
+def test_a_submit_with_wait_that_ended_is_on_disk_through_its_end_without_a_sync_more(
+    client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str, monkeypatch: Any
+) -> None:
+    w = join(coord, admin, "w0")
+    marks = _marking_submits(coord, monkeypatch)
+    synced = _wal_syncs(monkeypatch)
+    answers: list[Any] = []
+    asker = threading.Thread(
+        target=lambda: answers.append(
+            client.post("/api/v1/runs?wait=20", json=GOOD, headers=auth(admin_secret))
+        )
+    )
+    asker.start()
+    deadline = time.monotonic() + 10
+    while asker.is_alive() and time.monotonic() < deadline:
+        _finish_all(coord, w.id)  # each end is a commit synced by SQLite itself
+        time.sleep(0.02)
+    asker.join(20)
+    (r,) = answers
+    assert r.status_code == 201 and r.json()["state"] == "passed"
+    ((mark, durable_at_submit),) = marks
+    assert not durable_at_submit
+    assert coord.store.db.is_durable(mark)
+    assert synced == []  # the end's own sync covered the run's commit
+
+
 def test_submit_with_wait_sees_an_end_recorded_before_it_waits(
     client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str, monkeypatch: Any
 ) -> None:

@@ -94,6 +94,40 @@ def test_outside_a_block_a_durable_commit_syncs_inside_sqlite(
     assert synced == []
 
 
+def test_a_write_not_synced_is_made_durable_on_demand_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = synced_paths(monkeypatch)
+    with db.write(durable=False) as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    mark = db.commits
+    assert not db.is_durable(mark) and paths == []
+    db.make_durable(mark)
+    assert db.is_durable(mark)
+    assert any(p.endswith("x.db-wal") for p in paths)
+    db.make_durable(mark)  # already on disk: no second sync
+    assert sum(p.endswith("x.db-wal") for p in paths) == 1
+
+
+def test_a_later_synced_commit_makes_an_earlier_write_durable_without_a_sync_of_its_own(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    monkeypatch.setattr(WalFile, "sync", lambda self: synced.append(self.path))
+    with db.write(durable=False) as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    mark = db.commits
+    with db.write() as conn:  # synced in the commit: the log is written in order
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+    assert db.is_durable(mark)
+    db.make_durable(mark)
+    assert synced == []
+    # a later write not synced is not covered
+    with db.write(durable=False) as conn:
+        conn.execute(text("INSERT INTO t VALUES (3)"))
+    assert not db.is_durable(db.commits)
+
+
 def test_a_log_file_made_again_is_opened_again(tmp_path: Path) -> None:
     path = tmp_path / "y.db"
     (tmp_path / "y.db-wal").write_bytes(b"one")

@@ -73,6 +73,9 @@ async def submit(request: Request) -> Response:
     run = await call(request, coord.submit, who, spec, project, watched=wait > 0)
     if wait <= 0:
         return answer(run_json(run), 201)
+    # the run's commit was not synced: it is, before the answer (the synced commit of its
+    # end most often has done it by then). A mark taken after the submit covers its commit.
+    written = coord.store.db.commits
     if not run.state.ended:
         # a new run's end topic is told only once the run may have ended: untold since
         # the submit, the state the submit read still stands and needs no second reading
@@ -84,6 +87,8 @@ async def submit(request: Request) -> Response:
     if run.state.ended:
         # what the caller waited for: every job's end and result, in the same answer
         out["results"] = results_json(await call(request, coord.job_results, run.id))
+    if not coord.store.db.is_durable(written):
+        await call(request, coord.store.db.make_durable, written)
     return answer(out, 201)
 
 

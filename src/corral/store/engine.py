@@ -52,6 +52,10 @@ class Database:
         if database and database != ":memory:" and not database.startswith("file:"):
             self._wal = WalFile(database)
         self._deferring = threading.local()  # this thread's `sync_after` depth and debt
+        # SQLite commits made so far by this process, and how many of them are known to be on
+        # disk (a commit synced inside SQLite, or the log synced here, covers all before it)
+        self._commits = 0
+        self._synced = 0
         # SQLite readers kept checked out between reads, last used first: a checkout from
         # the engine's pool and its return (events, reset) cost more than most reads
         self._idle_readers: list[Connection] = []
@@ -109,8 +113,11 @@ class Database:
                 try:
                     with _sqlite_transaction(conn, raw, "BEGIN IMMEDIATE"):
                         yield conn
+                    self._commits += 1
                     if deferred:
                         self._deferring.owed = True
+                    elif durable:
+                        self._synced = self._commits
                 finally:
                     if not durable or deferred:
                         raw.execute("PRAGMA synchronous=FULL")
@@ -139,7 +146,31 @@ class Database:
             self._deferring.depth = depth
             if depth == 0 and getattr(self._deferring, "owed", False):
                 self._deferring.owed = False
-                self._wal.sync()
+                self._sync_wal()
+
+    @property
+    def commits(self) -> int:
+        """A mark of the writes made so far, for `make_durable` (0 where every commit is
+        durable as it is made)."""
+        return self._commits
+
+    def is_durable(self, upto: int) -> bool:
+        """Whether every write up to the mark `upto` is on disk."""
+        return self._wal is None or self._synced >= upto
+
+    def make_durable(self, upto: int) -> None:
+        """Every write up to the mark `upto` on disk: the log synced now, unless a synced
+        commit since then has done it already. For a caller that wrote with `durable=False`
+        and must not answer before its write is safe."""
+        if not self.is_durable(upto):
+            self._sync_wal()
+
+    def _sync_wal(self) -> None:
+        assert self._wal is not None
+        made = self._commits  # read before the sync: what is committed now goes with it
+        self._wal.sync()
+        # (a stale read of the other figure can only make it lower: a later sync, not a lost one)
+        self._synced = max(self._synced, made)
 
     def _deferring_now(self) -> bool:
         return getattr(self._deferring, "depth", 0) > 0

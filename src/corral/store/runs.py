@@ -101,10 +101,16 @@ class Runs:
         self.db = db
 
     def submit(
-        self, project: Project, spec: RunSpec, placements: Sequence[Placement], submitted_by: str
+        self,
+        project: Project,
+        spec: RunSpec,
+        placements: Sequence[Placement],
+        submitted_by: str,
+        durable: bool = True,
     ) -> Run:
-        """Store a run and its jobs in one transaction; durable when this returns."""
-        with self.db.write() as conn:
+        """Store a run and its jobs in one transaction; durable when this returns, unless
+        `durable=False` (the caller then makes it so before it tells anyone: `make_durable`)."""
+        with self.db.write(durable) as conn:
             now = self.db.now(conn)
             run_id = _INSERT_RUN.scalar(
                 conn,
