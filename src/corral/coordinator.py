@@ -256,9 +256,9 @@ class Coordinator:
     ) -> Run:
         """Store a run. `watched`: the caller waits for its end (a submit with `wait`), so its
         end is reported at once, never held back to go out with others (`may_hold_end`), and
-        the run's commit is not synced here: the caller makes it durable before it answers
-        (`store.db.make_durable`), most often already done by the synced commit of the run's
-        end."""
+        on a SQLite file the run's commit is not synced here: the caller makes it durable
+        before it answers (`store.db.make_durable`), most often already done by the synced
+        commit of the run's end."""
         name = project or spec.project or who.project or "default"
         proj = self._project(name)
         who.require_submit(proj.id)
@@ -284,7 +284,7 @@ class Coordinator:
         needs_workers = any(j.fanout == "each" for j in spec.jobs)
         workers = self.store.workers.list() if needs_workers else []
         placements = expand(spec, workers)
-        if watched:
+        if watched and self.store.db.syncs_on_demand:
             run = self.store.runs.submit(
                 proj, spec, placements, submitted_by=who.name, durable=False
             )
@@ -293,7 +293,7 @@ class Coordinator:
         # the leasers are woken while the run's commit is synced; it is durable on return
         with self.store.db.sync_after():
             run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
-            solo = len(placements) == 1
+            solo = not watched and len(placements) == 1
             if solo:
                 self._note_solo(run.id)  # before any worker hears of it
             self._queue_grew(spec.jobs, events.run_topic(run.id), quiet=solo)

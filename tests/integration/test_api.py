@@ -493,6 +493,26 @@ def test_a_submit_with_wait_that_ended_is_on_disk_through_its_end_without_a_sync
     assert synced == []  # the end's own sync covered the run's commit
 
 
+def test_a_store_that_cannot_sync_later_syncs_a_submit_with_wait_in_its_commit(
+    client: TestClient, coord: Coordinator, admin_secret: str, monkeypatch: Any
+) -> None:
+    """PostgreSQL, or a SQLite database this process cannot sync itself (`file:` names)."""
+    from corral.store.engine import Database
+
+    monkeypatch.setattr(Database, "syncs_on_demand", property(lambda self: False))
+    asked: list[bool] = []
+    real = coord.store.runs.submit
+
+    def submit(*args: Any, durable: bool = True, **kwargs: Any) -> Any:
+        asked.append(durable)
+        return real(*args, durable=durable, **kwargs)
+
+    monkeypatch.setattr(coord.store.runs, "submit", submit)
+    r = client.post("/api/v1/runs?wait=0.1", json=GOOD, headers=auth(admin_secret))
+    assert r.status_code == 201
+    assert asked == [True]
+
+
 def test_submit_with_wait_sees_an_end_recorded_before_it_waits(
     client: TestClient, coord: Coordinator, admin: Principal, admin_secret: str, monkeypatch: Any
 ) -> None:

@@ -149,13 +149,20 @@ class Database:
                 self._sync_wal()
 
     @property
+    def syncs_on_demand(self) -> bool:
+        """Whether a write made with `durable=False` can be made durable later by
+        `make_durable` (a SQLite file whose log this process syncs itself)."""
+        return self._wal is not None
+
+    @property
     def commits(self) -> int:
         """A mark of the writes made so far, for `make_durable` (0 where every commit is
         durable as it is made)."""
         return self._commits
 
     def is_durable(self, upto: int) -> bool:
-        """Whether every write up to the mark `upto` is on disk."""
+        """Whether every durable write up to the mark `upto` is on disk, and every write made
+        with `durable=False` where `syncs_on_demand`."""
         return self._wal is None or self._synced >= upto
 
     def make_durable(self, upto: int) -> None:
