@@ -3,6 +3,8 @@
     python -m bench.limits local     # the local task path: the real agent, then one thread
     python -m bench.limits submits   # single-job submits over HTTP, with and without a worker
     python -m bench.limits leases    # a fleet's lease round in the store, 20 and 200 sites
+    python -m bench.limits waits     # W2's call (`submit?wait` of one task job), fresh servers
+    python -m bench.limits rounds    # W6's coordinator-side round on 20 sshd hosts
 
 `local` runs N task jobs (`noop`, already submitted, no HTTP) three ways in one process, on
 the same coordinator, store and task runner processes:
@@ -27,11 +29,24 @@ worker runs what was submitted.
 one command job per site is submitted, one lease round asks for every site at once
 (`Coordinator.lease_for`, as the fleet's leaser does) and every end is recorded in one report;
 it prints the CPU of each of the three, per round, for 20 and for 200 sites.
+
+`waits` starts a fresh `corral serve --local-slots 2` for each repetition and makes N calls
+(`submit?wait` of one `noop` task job, after 50 to warm up), one after another, as W2 does;
+it prints each server's p50 and p99.
+
+`rounds` starts 20 sshd hosts and a `corral serve` with them in its inventory, and times N
+coordinator-side rounds (one run of `true` on every host, submitted with `wait`, after 30 to
+connect and warm up), as W6's `corral (API)` does; it prints each repetition's median.
+
+`submits`, `waits` and `rounds` start the `corral` of `bench/.venv`, which imports corral from
+this checkout: `PYTHONPATH=OTHER/src python -m bench.limits waits` measures another checkout's
+code (a worktree of an earlier commit, say) with the same harness, for an A/B.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -43,6 +58,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +279,9 @@ def submits(n: int, reps: int) -> None:
         print(f"--local-slots {slots}: single-job submits/s {shown} (median {median:,.0f})")
 
 
-def _submit_rates(slots: int, n: int, reps: int) -> list[float]:
+@contextlib.contextmanager
+def _serving(slots: int) -> Iterator[Any]:
+    """A fresh `corral serve --local-slots SLOTS --tasks bench/tasks`, and a client of it."""
     import corral
 
     home = tempfile.mkdtemp(prefix="corral-limits-")
@@ -284,6 +302,17 @@ def _submit_rates(slots: int, n: int, reps: int) -> list[float]:
     try:
         procs.wait_until("corral serve", ready, timeout=60)
         client = corral.Client(base, token_file.read_text().split()[0])
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(15)
+
+
+def _submit_rates(slots: int, n: int, reps: int) -> list[float]:
+    with _serving(slots) as client:
         rates = []
         for rep in range(reps):
             t0 = time.perf_counter()
@@ -291,11 +320,48 @@ def _submit_rates(slots: int, n: int, reps: int) -> list[float]:
                 job = {"task": "noop", "args": {"x": i}}
                 client.submit({"name": f"s{rep}-{i}", "jobs": {"j": job}})
             rates.append(n / (time.perf_counter() - t0))
-        client.close()
         return rates
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(15)
+
+
+def _call(client: Any, i: int) -> float:
+    """One W2 call: ms from the submit to its answer with the result."""
+    t0 = time.perf_counter()
+    job = {"task": "noop", "args": {"x": i}}
+    run = client.submit({"name": f"w{i}", "jobs": {"j": job}}, wait=30)
+    if run.state != "passed" or run.result("j") != i:
+        raise RuntimeError(f"run {run.id} ended {run.state}")
+    return (time.perf_counter() - t0) * 1000
+
+
+def waits(n: int, reps: int) -> None:
+    for rep in range(reps):
+        with _serving(2) as client:
+            for i in range(50):
+                _call(client, -1 - i)
+            took = sorted(_call(client, i) for i in range(n))
+        p50, p99 = took[len(took) // 2], took[min(len(took) - 1, int(len(took) * 0.99))]
+        print(f"server {rep + 1}: p50 {p50:.2f} ms, p99 {p99:.2f} ms over {n} calls")
+
+
+def rounds(n: int, reps: int) -> None:
+    from bench import sshd_fleet
+    from bench.w6_fleet import CorralFleet
+
+    for rep in range(reps):
+        work = Path(tempfile.mkdtemp(prefix="corral-limits-"))
+        work.chmod(0o755)  # the hosts' user reads its keys below it
+        fleet = sshd_fleet.start(work / "sshd", 20)
+        try:
+            peer = CorralFleet(fleet, work / "corral")
+            try:
+                for _ in range(30):
+                    peer.api_round(peer.sites)
+                took = [peer.api_round(peer.sites) for _ in range(n)]
+            finally:
+                peer.close()
+        finally:
+            fleet.stop()
+        print(f"repetition {rep + 1}: median round {statistics.median(took):.1f} ms over {n}")
 
 
 def leases(rounds: int, sites: tuple[int, ...] = (20, 200)) -> None:
@@ -347,9 +413,13 @@ def leases(rounds: int, sites: tuple[int, ...] = (20, 200)) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__.split("\n")[0])
-    ap.add_argument("probe", choices=["local", "submits", "leases"])
+    ap.add_argument("probe", choices=["local", "submits", "leases", "waits", "rounds"])
     ap.add_argument(
-        "-n", type=int, default=0, help="jobs (local: 5000), submits (2000) or rounds (leases: 250)"
+        "-n",
+        type=int,
+        default=0,
+        help="jobs (local: 5000), submits (2000), calls (waits: 400) or rounds (leases: 250, "
+        "rounds: 200)",
     )
     ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args(argv)
@@ -357,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         local(a.n or 5000, a.reps)
     elif a.probe == "leases":
         leases(a.n or 250)
+    elif a.probe == "waits":
+        waits(a.n or 400, a.reps)
+    elif a.probe == "rounds":
+        rounds(a.n or 200, a.reps)
     else:
         submits(a.n or 2000, a.reps)
     return 0
