@@ -3,6 +3,7 @@ all call these, so rules about who may do what and what wakes whom live here onl
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -284,15 +285,13 @@ class Coordinator:
         needs_workers = any(j.fanout == "each" for j in spec.jobs)
         workers = self.store.workers.list() if needs_workers else []
         placements = expand(spec, workers)
-        if watched and self.store.db.syncs_on_demand:
+        # the leasers are woken while the run's commit is synced; it is durable on return,
+        # unless the caller makes it so (`watched`, where the store can sync it later)
+        later = watched and self.store.db.syncs_on_demand
+        with contextlib.nullcontext() if later else self.store.db.sync_after():
             run = self.store.runs.submit(
-                proj, spec, placements, submitted_by=who.name, durable=False
+                proj, spec, placements, submitted_by=who.name, durable=not later
             )
-            self._queue_grew(spec.jobs, events.run_topic(run.id))
-            return run
-        # the leasers are woken while the run's commit is synced; it is durable on return
-        with self.store.db.sync_after():
-            run = self.store.runs.submit(proj, spec, placements, submitted_by=who.name)
             solo = not watched and len(placements) == 1
             if solo:
                 self._note_solo(run.id)  # before any worker hears of it
