@@ -5,6 +5,7 @@
     python -m bench.limits leases    # a fleet's lease round in the store, 20 and 200 sites
     python -m bench.limits waits     # W2's call (`submit?wait` of one task job), fresh servers
     python -m bench.limits rounds    # W6's coordinator-side round on 20 sshd hosts
+    python -m bench.limits steps     # W2's call and W1's submit taken apart, each step alone
 
 `local` runs N task jobs (`noop`, already submitted, no HTTP) three ways in one process, on
 the same coordinator, store and task runner processes:
@@ -37,6 +38,15 @@ it prints each server's p50 and p99.
 `rounds` starts 20 sshd hosts and a `corral serve` with them in its inventory, and times N
 coordinator-side rounds (one run of `true` on every host, submitted with `wait`, after 30 to
 connect and warm up), as W6's `corral (API)` does; it prints each repetition's median.
+
+`steps` takes W2's call apart and times each step it cannot do without, alone, on one thread
+of one process (a store with no worker; nothing else runs, no thread hands work to another):
+the spec parsed, the run stored (unsynced, as a submit with `wait` is), its job leased, the
+task called in a task process as the worker calls it, its end recorded with the synced commit
+the answer waits for, and the answer read and encoded; then the HTTP round trip of an app that
+does no work at all (corral's client, uvicorn; the floor of `bench/floor_http`). Their sum is
+the least a W2 call can cost on this machine. It also times a synced submit (W1's single
+submit, durable before its 201) and prints the most runs a second one caller could submit.
 
 `submits`, `waits` and `rounds` start the `corral` of `bench/.venv`, which imports corral from
 this checkout: `PYTHONPATH=OTHER/src python -m bench.limits waits` measures another checkout's
@@ -364,6 +374,87 @@ def rounds(n: int, reps: int) -> None:
         print(f"repetition {rep + 1}: median round {statistics.median(took):.1f} ms over {n}")
 
 
+def steps(n: int) -> None:
+    """W2's call taken apart: each step it cannot do without, timed alone on one thread (no
+    thread hand-offs, nothing else running), and the HTTP round trip with no work at all."""
+    from bench import floors
+    from corral.api.deps import answer
+    from corral.api.schemas import run_json
+    from corral.auth import Principal
+    from corral.config import Settings
+    from corral.domain.models import Report
+    from corral.domain.runspec import parse
+    from corral.server import Server
+    from corral.worker.link import LocalLink
+    from corral.worker.task_pool import PoolOptions, TaskPool
+
+    home = Path(tempfile.mkdtemp(prefix="corral-limits-"))
+    server = Server(Settings(home=home, local_slots=0, tasks=(str(TASKS),)))
+    coord = server.coordinator
+    admin = Principal(token_id=0, kind="admin", name="limits")
+    link = LocalLink(coord, "steps", {"limits": "true"}, 2, ["task"])
+    (home / "work").mkdir()
+    pool = TaskPool(
+        link.task_source,
+        PoolOptions(cache_dir=str(home / "sources"), workdir_root=str(home / "work")),
+    )
+    took: dict[str, list[float]] = {}
+
+    def one(i: int, keep: bool) -> None:
+        body = json.dumps({"name": f"w{i}", "jobs": {"j": {"task": "noop", "args": {"x": i}}}})
+        stamps = [time.perf_counter()]
+        spec = parse(json.loads(body))
+        stamps.append(time.perf_counter())
+        run = coord.submit(admin, spec, watched=True)  # unsynced: the end's sync covers it
+        stamps.append(time.perf_counter())
+        (lease,) = coord.lease(link.worker_id, 1)
+        stamps.append(time.perf_counter())
+        result = pool.call(lease, {}, lambda chunk: None).run()
+        stamps.append(time.perf_counter())
+        value = result.value
+        end = Report(
+            lease.attempt_id, lease.token, "passed", 0, "", result.started_at, result=value
+        )
+        coord.report(link.worker_id, finished=[end])
+        stamps.append(time.perf_counter())
+        out = run_json(coord.store.runs.get(run.id))
+        out["results"] = coord.job_results(run.id)
+        answer(out, 201)
+        stamps.append(time.perf_counter())
+        if out["state"] != "passed" or out["results"][0][3] != i:
+            raise RuntimeError(f"run {run.id} ended {out['state']}")
+        if keep:
+            names = ("parse", "submit", "lease", "task call", "end (synced)", "answer")
+            for name, a, b in zip(names, stamps, stamps[1:], strict=False):
+                took.setdefault(name, []).append((b - a) * 1000)
+
+    for i in range(n + 100):
+        one(i, keep=i >= 100)
+    pool.close()
+    # W1's single submit: the run is durable before its 201, so its commit is synced here
+    submits = []
+    for i in range(n + 100):
+        spec = parse({"name": f"s{i}", "jobs": {"j": {"task": "noop", "args": {"x": i}}}})
+        t0 = time.perf_counter()
+        coord.submit(admin, spec)
+        submits.append((time.perf_counter() - t0) * 1000)
+    coord.store.close()
+    http = floors.http_requests(0, n, home)["w2_p50_ms"]
+    print("W2, one call (submit with wait, one task job), each step alone:")
+    total = http
+    print(f"  {'HTTP round trip, no work (p50)':32s} {http:.3f} ms")
+    for name, values in took.items():
+        median = statistics.median(values)
+        total += median
+        print(f"  {name:32s} {median:.3f} ms")
+    print(f"  {'sum: the least a call costs here':32s} {total:.3f} ms")
+    parse_ms, submit_ms = statistics.median(took["parse"]), statistics.median(submits[100:])
+    single = http + parse_ms + submit_ms
+    print("W1, one call each: a run's submit alone, before anything runs it:")
+    print(f"  HTTP {http:.3f} + parse {parse_ms:.3f} + synced submit {submit_ms:.3f} ms")
+    print(f"  = {single:.3f} ms: at most {1000 / single:,.0f} runs/s from one caller")
+
+
 def leases(rounds: int, sites: tuple[int, ...] = (20, 200)) -> None:
     from corral.auth import Principal
     from corral.config import Settings
@@ -413,7 +504,7 @@ def leases(rounds: int, sites: tuple[int, ...] = (20, 200)) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__.split("\n")[0])
-    ap.add_argument("probe", choices=["local", "submits", "leases", "waits", "rounds"])
+    ap.add_argument("probe", choices=["local", "submits", "leases", "waits", "rounds", "steps"])
     ap.add_argument(
         "-n",
         type=int,
@@ -431,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         waits(a.n or 400, a.reps)
     elif a.probe == "rounds":
         rounds(a.n or 200, a.reps)
+    elif a.probe == "steps":
+        steps(a.n or 1000)
     else:
         submits(a.n or 2000, a.reps)
     return 0
