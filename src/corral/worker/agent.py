@@ -23,6 +23,7 @@ from corral.worker.executor import ExecResult, ExecSpec, Execution
 from corral.worker.link import Batch, Link
 from corral.worker.sandbox import Sandbox, find_python
 from corral.worker.task_pool import PoolOptions, TaskPool, TaskResult
+from corral.worker.watchdog import Watchdog
 from corral.worker.workdirs import Workdirs
 
 log = logging.getLogger("corral.worker")
@@ -117,6 +118,7 @@ class Agent:
         self.error: str = ""
         self._task_pool: TaskPool | None = None
         self._workdirs = Workdirs()  # attempts' directories kept for the next attempts
+        self._watchdog = Watchdog()  # ends the jobs' processes if this process dies first
 
     # -- public --------------------------------------------------------------------------
 
@@ -377,6 +379,7 @@ class Agent:
                         cache_dir=cache,
                         workdir_root=self.options.workdir,
                         log_limit=self.options.log_limit,
+                        watchdog=self._watchdog,
                     ),
                 )
             return self._task_pool
@@ -387,6 +390,7 @@ class Agent:
         if pool is not None:
             pool.close()
         self._workdirs.close()
+        self._watchdog.close()
 
     def _job_env(self, lease: Lease) -> dict[str, str]:
         env = dict(self.options.env)
@@ -468,6 +472,7 @@ class Agent:
             grace=self.options.grace,
             log_limit=self.options.log_limit,
             workdirs=self._workdirs,
+            watchdog=self._watchdog,
             **_hooks(self._data(lease)),
         )
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from corral.worker.askpass import SudoAskpass
 from corral.worker.limits import Applied
@@ -61,6 +61,12 @@ _SHELL_WORDS_TEXT = (
 _SHELL_WORDS = frozenset(_SHELL_WORDS_TEXT.split())
 
 
+class GroupWatch(Protocol):
+    def watch(self, pgid: int) -> None: ...
+
+    def forget(self, pgid: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class ExecSpec:
     command: str | None = None
@@ -88,6 +94,9 @@ class ExecSpec:
     # where a worker keeps directories its attempts left as made, to hand to the next attempt
     # (not for jobs run as another user or in the sandbox); None: make one, remove it after
     workdirs: Workdirs | None = field(default=None, compare=False)
+    # told the job's process group while it runs, to end it if the worker dies first
+    # (worker/watchdog.py); None: nothing outside this process knows of the job
+    watchdog: GroupWatch | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.argv is None):
@@ -306,6 +315,26 @@ class Execution:
             reason = self._mask(f"could not start: {exc}")
             return _not_started("failed", reason, started_at)
         self._pid = proc.pid
+        watchdog = self._spec.watchdog
+        if watchdog is not None:
+            watchdog.watch(proc.pid)  # its own session: the group's id is its pid
+        try:
+            return self._follow(proc, waker, out_r, out_w, err_r, err_w, started_at, started_mono)
+        finally:
+            if watchdog is not None:
+                watchdog.forget(proc.pid)  # the group was ended when the job was reaped
+
+    def _follow(
+        self,
+        proc: subprocess.Popen[bytes],
+        waker: _Waker,
+        out_r: int,
+        out_w: int,
+        err_r: int,
+        err_w: int,
+        started_at: float,
+        started_mono: float,
+    ) -> ExecResult:
         if self._askpass is not None:
             self._askpass.bind(proc.pid)
         # Our own copies of the write ends, held until the job is reaped, keep its exit from

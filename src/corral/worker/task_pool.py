@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from corral.domain.models import Lease
-from corral.worker.executor import Chunk, ExecResult
+from corral.worker.executor import Chunk, ExecResult, GroupWatch
 from corral.worker.task_runner import left_as_made
 
 MAX_RESULT = 1024 * 1024  # bytes of a task's JSON return value
@@ -51,6 +51,8 @@ class PoolOptions:
     max_rss: int = 2 * 1024**3  # bytes; a process that holds more is killed (mid-task) or replaced
     log_limit: int = 16 * 1024 * 1024
     env: Mapping[str, str] = field(default_factory=dict)
+    # told each runner process's group, to end it if the worker dies first (worker/watchdog.py)
+    watchdog: GroupWatch | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class SourceMissing(Exception):
 class _Process:
     """One runner process and its pipes."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], watchdog: GroupWatch | None = None) -> None:
         req_r, self._req_w = os.pipe()
         self.rep_r, rep_w = os.pipe()
         try:
@@ -82,6 +84,10 @@ class _Process:
         finally:
             os.close(req_r)
             os.close(rep_w)
+        self.watchdog = watchdog
+        if watchdog is not None:
+            # a task mid-call does not see its request pipe close when the worker dies
+            watchdog.watch(self.popen.pid)
         assert self.popen.stdout is not None and self.popen.stderr is not None
         self.out_fd = self.popen.stdout.fileno()
         self.err_fd = self.popen.stderr.fileno()
@@ -142,6 +148,8 @@ class _Process:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
+        if self.watchdog is not None:
+            self.watchdog.forget(self.popen.pid)
         for closing in (self.popen.stdout, self.popen.stderr):
             if closing is not None:
                 closing.close()
@@ -232,7 +240,7 @@ class TaskPool:
                 return self._idle.pop()
             if self._successors:
                 return self._successors.pop(0)
-        return _Process(self._env)
+        return _Process(self._env, self.options.watchdog)
 
     def give(self, proc: _Process) -> None:
         """Back to the idle list, or retired when it has run enough or holds too much memory.
@@ -246,7 +254,7 @@ class TaskPool:
         successor = None
         if not proc.successor_started and proc.calls >= self.options.max_calls - SUCCESSOR_AHEAD:
             proc.successor_started = True
-            successor = _Process(self._env)
+            successor = _Process(self._env, self.options.watchdog)
         with self._lock:
             if not self._closed:
                 self._idle.append(proc)

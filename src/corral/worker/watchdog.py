@@ -1,0 +1,132 @@
+"""A job never outlives its worker: a small process of the worker's own kills the process
+groups of the jobs still running when the worker dies, however it dies (SIGKILL, a crash, the
+out-of-memory killer), before anyone runs the job again elsewhere.
+
+The worker tells it each job's process group as the job starts and again when the job has
+ended, over a pipe. Only the worker holds the pipe's writing end (close-on-exec: no job
+inherits it), so the end of the pipe is the worker's death. Standard library only, run as its
+own file without importing corral: it costs a few megabytes and starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+log = logging.getLogger("corral.worker")
+
+GRACE = 2.0  # seconds the jobs get between SIGTERM and SIGKILL once their worker is gone
+# between two reads of the pipe: the lines wait in it meanwhile (64 KiB holds thousands), so a
+# worker running hundreds of jobs a second wakes this process a few times a second, not at
+# every start and end, and its death is seen this much later at most
+NAP = 0.05
+
+
+class Watchdog:
+    """The worker's side: `watch(pgid)` when a job's process group starts, `forget(pgid)` once
+    it has ended. The process starts with the first job, so that a worker that never runs one
+    has none."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._closed = False
+
+    def watch(self, pgid: int) -> None:
+        self._say(f"+{pgid}\n")
+
+    def forget(self, pgid: int) -> None:
+        self._say(f"-{pgid}\n")
+
+    def _say(self, line: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._proc is None:
+                self._start_locked()
+            try:
+                os.write(self._fd, line.encode())  # a few bytes: one atomic write to the pipe
+            except OSError as exc:
+                # it died (it never should): jobs from now on are not watched, the rest goes on
+                log.error("the job watchdog is gone (%s): jobs may outlive this worker", exc)
+                self._closed = True
+
+    def _start_locked(self) -> None:
+        readable, self._fd = os.pipe()  # both close-on-exec
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                stdin=readable,
+                stdout=subprocess.DEVNULL,
+                # a session of its own: a Ctrl-C at the worker's terminal does not end it before
+                # the worker has stopped its jobs itself
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            os.close(readable)
+
+    def close(self) -> None:
+        """The worker stops, its jobs ended: the watchdog finds nothing to kill and leaves."""
+        with self._lock:
+            self._closed = True
+            proc, self._proc = self._proc, None
+            if proc is None:
+                return
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        try:
+            proc.wait(GRACE + 5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    """Read `+PGID` and `-PGID` lines until the worker's end of the pipe closes, then end the
+    groups still listed: SIGTERM, and SIGKILL for what is left after GRACE seconds."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the pipe's end ends it
+    groups: set[int] = set()
+    pending = b""
+    while chunk := os.read(0, 65536):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line[:1] == b"+":
+                groups.add(int(line[1:]))
+            elif line[:1] == b"-":
+                groups.discard(int(line[1:]))
+        time.sleep(NAP)
+    _end(groups)
+
+
+def _end(groups: set[int]) -> None:
+    alive = {g for g in groups if _signal(g, signal.SIGTERM)}
+    deadline = time.monotonic() + GRACE
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = {g for g in alive if _signal(g, 0)}
+    for g in alive:
+        _signal(g, signal.SIGKILL)
+
+
+def _signal(pgid: int, sig: int) -> bool:
+    """Whether the group still had a process to take the signal."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # a job run as another user that the worker could not signal either
+    return True
+
+
+if __name__ == "__main__":
+    main()
