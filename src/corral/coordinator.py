@@ -4,6 +4,7 @@ all call these, so rules about who may do what and what wakes whom live here onl
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -65,6 +66,8 @@ RECHECK_EMPTY = 1.0
 QUIET_LEASE = 0.01
 MAX_SOLO = 100_000  # single-job runs remembered as such; more are forgotten (held back never)
 MAX_OBJECT_SIZE = 5 * 1024**3
+
+log = logging.getLogger("corral.coordinator")
 
 
 @dataclass(frozen=True)
@@ -526,8 +529,15 @@ class Coordinator:
         slots: int,
         allow: Sequence[str] = ("command",),
         local: bool = False,
+        incarnation: str = "",
     ) -> tuple[Worker, str]:
-        """Register a worker and give it its own credential; an older one of that name is revoked."""
+        """Register a worker and give it its own credential; an older one of that name is revoked.
+
+        `incarnation` names the worker's process. A join from another process than the last
+        one is a restart: the jobs the old process held were ended with it (worker/watchdog.py)
+        and can never be reported now that its credential is revoked, so they are ended here
+        at once, as expired leases are (retried, or lost), instead of when their leases run
+        out. The same process joining again (its credential was revoked) keeps its jobs."""
         who.require_join()
         if not isinstance(name, str) or not WORKER_NAME_RE.match(name):
             raise InvalidInput("a worker name holds 1-64 letters, digits and _ . + -", "name")
@@ -540,12 +550,23 @@ class Coordinator:
         bad = [k for k in allow if k not in KINDS]
         if bad or not allow:
             raise InvalidInput(f"expected some of {', '.join(KINDS)}", "allow")
-        worker = self.store.workers.join(name, checked, slots, list(allow), local=local)
+        if not isinstance(incarnation, str) or len(incarnation) > 64:
+            raise InvalidInput("expected at most 64 characters", "incarnation")
+        worker, before = self.store.workers.join(
+            name, checked, slots, list(allow), local=local, incarnation=incarnation
+        )
         self._joined[worker.id] = (frozenset(pairs(worker.labels)), frozenset(worker.allow))
         self._found_empty.pop(worker.id, None)
         self.store.tokens.revoke_worker(worker.id)
         self._principals.clear()
         _, secret = self.store.tokens.create("worker", f"worker:{name}", worker_id=worker.id)
+        if incarnation and before and before != incarnation:
+            ended = self.store.leases.end_held_by(
+                worker.id, f"the worker {name} stopped before the job ended and has started again"
+            )
+            for e in ended:
+                log.info("worker %s started again: job %s is %s", name, e.job_id, e.state.value)
+            self._announce(ended)
         self.hub.notify(events.WORKERS)
         return worker, secret
 

@@ -164,6 +164,11 @@ def test_bad_http_requests_get_4xx_and_change_nothing(shared: Cluster) -> None:
     )
     _error(joiner.post("/api/v1/workers/join", json={"name": "bad name!"}), 422, "name")
     _error(
+        joiner.post("/api/v1/workers/join", json={"name": "w", "incarnation": "x" * 65}),
+        422,
+        "incarnation",
+    )
+    _error(
         joiner.post("/api/v1/workers/join", json={"name": "w", "labels": {"1x": "y"}}),
         422,
         "labels",

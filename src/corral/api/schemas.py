@@ -21,6 +21,8 @@ class JoinBody(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     slots: int = 1
     allow: list[str] = Field(default_factory=lambda: ["command"])
+    # the worker's process, made at its start: a join from another one is a restart
+    incarnation: str = Field(default="", max_length=64)
 
 
 class LeaseBody(Strict):

@@ -35,7 +35,9 @@ Who = Annotated[Principal, Depends(principal)]
 def join(request: Request, who: Who, body: JoinBody) -> dict[str, Any]:
     """Register with a join token; the answer holds this worker's own credential, shown once."""
     coord = coordinator(request)
-    worker, secret = coord.join(who, body.name, body.labels, body.slots, body.allow)
+    worker, secret = coord.join(
+        who, body.name, body.labels, body.slots, body.allow, incarnation=body.incarnation
+    )
     return {
         "worker": worker_json(worker, time.time(), coord.offline_after),
         "token": secret,

@@ -730,6 +730,11 @@ class Leases:
         ended = _with_settled(out, settled)
         return [e for e in ended if isinstance(e, Ended)]
 
+    def end_held_by(self, worker_id: int, reason: str) -> list[Ended]:
+        """End every lease a worker holds as if it had expired (the job is retried, or lost
+        once its retries are spent): the worker that held them is gone."""
+        return self._end_unfinished(self.active(worker_id), reason, None)
+
     def active(self, worker_id: int) -> list[tuple[int, str]]:
         """The (attempt, token) pairs a worker holds now."""
         with self.db.read() as conn:

@@ -66,6 +66,9 @@ workers = Table(
     Column("local", Boolean, nullable=False, default=False),
     Column("last_seen", Float, nullable=False),
     Column("joined_at", Float, nullable=False),
+    # the process that joined last ("" when it did not say): a join from another one is a
+    # restart, whose predecessor's leases can never be reported again
+    Column("incarnation", String(64), nullable=False, server_default=""),
 )
 
 tokens = Table(

@@ -26,8 +26,10 @@ class Workers:
         slots: int,
         allow: Sequence[str],
         local: bool = False,
-    ) -> Worker:
-        """Register a worker, or update the one of that name (a restarted worker keeps its id)."""
+        incarnation: str = "",
+    ) -> tuple[Worker, str]:
+        """Register a worker, or update the one of that name (a restarted worker keeps its id);
+        and the incarnation that joined before this one ("" for none, or one that did not say)."""
         with self.db.write() as conn:
             now = self.db.now(conn)
             values = {
@@ -37,14 +39,17 @@ class Workers:
                 "draining": False,
                 "local": local,
                 "last_seen": now,
+                "incarnation": incarnation,
             }
-            found = conn.execute(select(workers.c.id).where(workers.c.name == name)).scalar()
+            found = conn.execute(
+                select(workers.c.id, workers.c.incarnation).where(workers.c.name == name)
+            ).one_or_none()
             if found is None:
                 conn.execute(insert(workers).values(name=name, joined_at=now, **values))
             else:
-                conn.execute(update(workers).where(workers.c.id == found).values(**values))
+                conn.execute(update(workers).where(workers.c.id == found.id).values(**values))
             row = conn.execute(select(workers).where(workers.c.name == name)).one()
-            return rows.worker(row)
+            return rows.worker(row), "" if found is None else str(found.incarnation)
 
     def get(self, worker_id: int) -> Worker:
         with self.db.read() as conn:

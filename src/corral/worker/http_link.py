@@ -11,7 +11,7 @@ from corral.client import OBJECT_CHUNK, Http, Unreachable, _decode
 from corral.domain.models import Lease
 from corral.errors import CorralError, NotFound, Unauthorized
 from corral.worker.agent import CoordinatorAway
-from corral.worker.link import Answer, Batch, Sink
+from corral.worker.link import Answer, Batch, Sink, new_incarnation
 
 
 class HttpLink:
@@ -32,7 +32,13 @@ class HttpLink:
         # how long one call retries before the agent hears the coordinator is away (and
         # starts counting towards --max-offline)
         self.call_retry = call_retry
-        self._identity = {"name": name, "labels": labels, "slots": slots, "allow": list(allow)}
+        self._identity = {
+            "name": name,
+            "labels": labels,
+            "slots": slots,
+            "allow": list(allow),
+            "incarnation": new_incarnation(),
+        }
         self.worker_name = name
         self.lease_ttl = 30.0
         self._join()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,12 @@ class Link(Protocol):
         ...
 
 
+def new_incarnation() -> str:
+    """A name for this worker's process (a link is made once per process): the coordinator
+    tells a restart of the worker from the same process joining again by it."""
+    return secrets.token_hex(8)
+
+
 class LocalLink:
     """Direct calls to the coordinator in the same process: no HTTP on the embedded hot path."""
 
@@ -85,7 +92,9 @@ class LocalLink:
         assert isinstance(coordinator, Coordinator)
         self.coord = coordinator
         system = Principal(token_id=0, kind="admin", name="corral serve")
-        worker, _secret = coordinator.join(system, name, labels, slots, list(allow), local=True)
+        worker, _secret = coordinator.join(
+            system, name, labels, slots, list(allow), local=True, incarnation=new_incarnation()
+        )
         self.worker_id = worker.id
         self.worker_name = worker.name
         self.lease_ttl = coordinator.lease_ttl

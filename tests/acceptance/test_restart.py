@@ -1,0 +1,146 @@
+"""`corral serve` killed outright in the middle of a run, then started again on the same home:
+every run it accepted is still there; the jobs its local worker was running die with it
+(command jobs and task processes alike); and the new process takes over their jobs at once,
+each end recorded once, instead of when their leases would have run out."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from acceptance_helpers import Cluster, pid_alive, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+TASK = """
+import os, time
+import corral
+
+@corral.task
+def nap(pids: str) -> str:
+    if os.environ["CORRAL_ATTEMPT"] == "1":
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        time.sleep(60)
+    return "rested"
+"""
+# leases far longer than the test: only the restart can hand their jobs on in time
+LEASE_TTL = "120s"
+
+
+def test_a_server_killed_mid_run_loses_no_run_and_leaves_no_job_running(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "nap.py").write_text(TASK)
+    serve = ("--tasks", str(tasks))
+    cluster.start(local_slots=3, lease_ttl=LEASE_TTL, extra=serve)
+    http = cluster.http()
+
+    ended = []
+    for i in range(5):
+        answer = http.post(
+            "/api/v1/runs",
+            params={"wait": 30},
+            json={"name": f"before-{i}", "jobs": {"j": {"command": f"echo {i}"}}},
+        )
+        assert answer.status_code == 201 and answer.json()["state"] == "passed", answer.text
+        ended.append(answer.json()["id"])
+
+    command_pids, task_pids = tmp_path / "command-pids", tmp_path / "task-pids"
+    once_pids = tmp_path / "once-pids"
+    first_only = '[ "$CORRAL_ATTEMPT" = 1 ] || exit 0'
+    spec = {
+        "name": "mid-run",
+        "jobs": {
+            "command": {
+                "command": f"{first_only}; echo $$ >> {command_pids}; sleep 60",
+                "retries": 1,
+            },
+            "task": {"task": "nap", "args": {"pids": str(task_pids)}, "retries": 1},
+            # no retry left: lost, saying why
+            "once": {"command": f"echo $$ >> {once_pids}; sleep 60"},
+            "after": {"command": "echo after", "needs": ["command", "task"]},
+        },
+    }
+    answer = http.post("/api/v1/runs", json=spec)
+    assert answer.status_code == 201, answer.text
+    run = answer.json()["id"]
+    written = (command_pids, task_pids, once_pids)
+    wait_until(lambda: all(p.exists() for p in written), 30, "the three jobs running")
+    pids = [int(p) for path in written for p in path.read_text().split()]
+
+    assert cluster.server is not None
+    cluster.server.signal(signal.SIGKILL)
+    cluster.server.wait(10)
+    wait_until(lambda: not any(pid_alive(p) for p in pids), 10, "the jobs to die with the server")
+
+    restarted = time.monotonic()
+    cluster.start(local_slots=3, lease_ttl=LEASE_TTL, extra=serve)
+    http = cluster.http()
+
+    def ended_run() -> dict[str, object] | None:
+        found = http.get(f"/api/v1/runs/{run}").json()
+        return found if found["state"] in ("passed", "failed") else None
+
+    found = wait_until(ended_run, 30, "the run to end after the restart")
+    assert time.monotonic() - restarted < 30  # long before its leases would have run out
+    jobs = {j["label"]: j for j in found["jobs"]}
+    assert found["state"] == "failed"  # `once` was lost with the server
+    assert {k: j["state"] for k, j in jobs.items()} == {
+        "command": "passed",
+        "task": "passed",
+        "once": "lost",
+        "after": "passed",
+    }
+    restarted_reason = "stopped before the job ended and has started again"
+    assert restarted_reason in jobs["once"]["reason"]
+    for label in ("command", "task", "once", "after"):
+        attempts = http.get(f"/api/v1/runs/{run}/jobs/{label}").json()["attempt_list"]
+        # one end recorded for each attempt; the first of the three that ran was cut short
+        assert [a["number"] for a in attempts] == list(range(1, len(attempts) + 1))
+        if label in ("command", "task"):
+            assert [a["state"] for a in attempts] == ["expired", "passed"]
+            assert restarted_reason in attempts[0]["reason"]
+    assert http.get(f"/api/v1/runs/{run}/jobs/task").json()["result"] == "rested"
+
+    for run_id in ended:  # accepted and ended before the kill: all there, as they were
+        before = http.get(f"/api/v1/runs/{run_id}").json()
+        assert before["state"] == "passed"
+        assert [j["attempts"] for j in before["jobs"]] == [1]
+
+
+def test_a_worker_killed_mid_job_takes_its_job_with_it_and_its_restart_takes_over(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.start(local_slots=0, lease_ttl=LEASE_TTL)
+    worker = cluster.worker("crashy", {"pool": "crashy"})
+    pids = tmp_path / "pids"
+    http = cluster.http()
+    job = {
+        "command": f'[ "$CORRAL_ATTEMPT" = 1 ] || exit 0; echo $$ >> {pids}; sleep 60',
+        "on": {"pool": "crashy"},
+        "retries": 1,
+    }
+    answer = http.post("/api/v1/runs", json={"name": "on-a-worker", "jobs": {"j": job}})
+    assert answer.status_code == 201, answer.text
+    run = answer.json()["id"]
+    wait_until(pids.exists, 30, "the job running")
+    pid = int(pids.read_text().split()[0])
+
+    worker.signal(signal.SIGKILL)
+    worker.wait(10)
+    wait_until(lambda: not pid_alive(pid), 10, "the job to die with its worker")
+
+    cluster.worker("crashy", {"pool": "crashy"})  # the same worker, a new process
+
+    def passed() -> bool:
+        return bool(http.get(f"/api/v1/runs/{run}").json()["state"] == "passed")
+
+    wait_until(passed, 30, "the run to pass on the restarted worker")
+    attempts = http.get(f"/api/v1/runs/{run}/jobs/j").json()["attempt_list"]
+    assert [a["state"] for a in attempts] == ["expired", "passed"]
+    assert "the worker crashy stopped before the job ended" in attempts[0]["reason"]

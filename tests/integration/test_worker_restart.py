@@ -1,0 +1,71 @@
+"""A worker started again (a new process of the same name) takes over from the old one at once:
+the jobs the old process held are ended when the new one joins, not when their leases run out.
+The same process joining again, or a worker that does not say which process it is, keeps them."""
+
+from __future__ import annotations
+
+import pytest
+from integration_helpers import report, spec
+
+from corral.auth import Principal
+from corral.coordinator import Coordinator
+
+
+def _jobs(coord: Coordinator, run_id: int) -> dict[str, tuple[str, str]]:
+    return {j.label: (j.state.value, j.reason) for j in coord.store.runs.jobs(run_id)}
+
+
+def test_a_worker_started_again_ends_the_jobs_of_its_old_process_at_once(
+    coord: Coordinator, admin: Principal
+) -> None:
+    w, _ = coord.join(admin, "w1", {}, 2, ["command"], incarnation="first")
+    run = coord.submit(
+        admin, spec({"again": {"command": "true", "retries": 1}, "once": {"command": "true"}})
+    )
+    old = coord.lease(w.id, 2)
+    assert len(old) == 2
+
+    coord.join(admin, "w1", {}, 2, ["command"], incarnation="second")
+
+    found = _jobs(coord, run.id)
+    assert found["again"][0] == "queued"  # a retry left: it runs again at once
+    assert found["once"][0] == "lost"
+    assert found["once"][1] == "the worker w1 stopped before the job ended and has started again"
+    # the old process's leases are over: an end from it changes nothing
+    lost, _ = coord.report(w.id, finished=[report(x) for x in old])
+    assert sorted(lost) == sorted(x.attempt_id for x in old)
+    assert _jobs(coord, run.id)["once"][0] == "lost"
+    # the new process takes the retry and ends it
+    (retry,) = coord.lease(w.id, 2)
+    assert retry.job_name == "again" and retry.number == 2
+    coord.report(w.id, finished=[report(retry)])
+    assert _jobs(coord, run.id)["again"][0] == "passed"
+    assert coord.store.runs.get(run.id).state.value == "failed"  # `once` was lost
+
+
+@pytest.mark.parametrize("second", ["same", ""])
+def test_the_same_process_joining_again_or_one_that_does_not_say_keeps_its_jobs(
+    coord: Coordinator, admin: Principal, second: str
+) -> None:
+    # its credential was revoked and it joined again (same process); or a worker too old to
+    # say which process it is: neither is known to be a restart
+    w, _ = coord.join(admin, "w1", {}, 1, ["command"], incarnation="same")
+    run = coord.submit(admin, spec({"a": {"command": "true"}}))
+    (lease,) = coord.lease(w.id, 1)
+
+    coord.join(admin, "w1", {}, 1, ["command"], incarnation=second)
+
+    assert _jobs(coord, run.id)["a"][0] == "leased"
+    lost, _ = coord.report(w.id, finished=[report(lease)])
+    assert lost == []
+    assert coord.store.runs.get(run.id).state.value == "passed"
+
+
+def test_a_worker_whose_first_process_did_not_say_keeps_its_jobs(
+    coord: Coordinator, admin: Principal
+) -> None:
+    w, _ = coord.join(admin, "w1", {}, 1, ["command"])
+    run = coord.submit(admin, spec({"a": {"command": "true"}}))
+    coord.lease(w.id, 1)
+    coord.join(admin, "w1", {}, 1, ["command"], incarnation="new")
+    assert _jobs(coord, run.id)["a"][0] == "leased"  # nothing says the old one is gone
