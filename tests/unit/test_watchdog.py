@@ -121,3 +121,18 @@ def test_a_worker_that_stops_leaves_no_watchdog_behind(ended: str) -> None:
         assert proc.returncode == 0
     dog.watch(1)  # after close: nothing is started again
     assert dog._proc is None
+
+
+def test_a_watchdog_that_cannot_start_never_fails_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from corral.worker.watchdog import Watchdog
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))  # it cannot start
+    dog = Watchdog()
+    execution = Execution(
+        ExecSpec(argv=("true",), workdir_root=str(tmp_path), watchdog=dog), lambda c: None
+    )
+    assert execution.run().outcome == "passed"
+    assert dog._proc is None
+    dog.close()

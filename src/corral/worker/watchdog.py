@@ -49,17 +49,18 @@ class Watchdog:
         with self._lock:
             if self._closed:
                 return
-            if self._proc is None:
-                self._start_locked()
             try:
+                if self._proc is None:
+                    self._start_locked()
                 os.write(self._fd, line.encode())  # a few bytes: one atomic write to the pipe
-            except OSError as exc:
-                # it died (it never should): jobs from now on are not watched, the rest goes on
-                log.error("the job watchdog is gone (%s): jobs may outlive this worker", exc)
+            except (OSError, subprocess.SubprocessError) as exc:
+                # it could not start, or died (it never should): jobs are not watched from now
+                # on, and the worker goes on; never an error for the job being started
+                log.error("no job watchdog (%s): jobs may outlive this worker", exc)
                 self._closed = True
 
     def _start_locked(self) -> None:
-        readable, self._fd = os.pipe()  # both close-on-exec
+        readable, writable = os.pipe()  # both close-on-exec
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", os.path.abspath(__file__)],
@@ -70,8 +71,12 @@ class Watchdog:
                 start_new_session=True,
                 close_fds=True,
             )
+        except BaseException:
+            os.close(writable)
+            raise
         finally:
             os.close(readable)
+        self._fd = writable
 
     def close(self) -> None:
         """The worker stops, its jobs ended: the watchdog finds nothing to kill and leaves."""
