@@ -530,14 +530,17 @@ class Coordinator:
         allow: Sequence[str] = ("command",),
         local: bool = False,
         incarnation: str = "",
+        rejoin: bool = False,
     ) -> tuple[Worker, str]:
         """Register a worker and give it its own credential; an older one of that name is revoked.
 
-        `incarnation` names the worker's process. A join from another process than the last
-        one is a restart: the jobs the old process held were ended with it (worker/watchdog.py)
-        and can never be reported now that its credential is revoked, so they are ended here
-        at once, as expired leases are (retried, or lost), instead of when their leases run
-        out. The same process joining again (its credential was revoked) keeps its jobs."""
+        `incarnation` names the worker's process. A process's first join (`rejoin` false) from
+        another process than the last one is a restart: the jobs the old process held were
+        ended with it (worker/watchdog.py) and can never be reported now that its credential
+        is revoked, so they are ended here at once, as expired leases are (retried, or lost),
+        instead of when their leases run out. A process joining again because its credential
+        is gone keeps its jobs, and ends no one else's: two live processes given one name by
+        mistake take the credential from each other, as before, but not their jobs."""
         who.require_join()
         if not isinstance(name, str) or not WORKER_NAME_RE.match(name):
             raise InvalidInput("a worker name holds 1-64 letters, digits and _ . + -", "name")
@@ -560,7 +563,7 @@ class Coordinator:
         self.store.tokens.revoke_worker(worker.id)
         self._principals.clear()
         _, secret = self.store.tokens.create("worker", f"worker:{name}", worker_id=worker.id)
-        if incarnation and before and before != incarnation:
+        if incarnation and before and before != incarnation and not rejoin:
             ended = self.store.leases.end_held_by(
                 worker.id, f"the worker {name} stopped before the job ended and has started again"
             )

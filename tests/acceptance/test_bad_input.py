@@ -168,6 +168,7 @@ def test_bad_http_requests_get_4xx_and_change_nothing(shared: Cluster) -> None:
         422,
         "incarnation",
     )
+    _error(joiner.post("/api/v1/workers/join", json={"name": "w", "rejoin": "yes"}), 422, "rejoin")
     _error(
         joiner.post("/api/v1/workers/join", json={"name": "w", "labels": {"1x": "y"}}),
         422,

@@ -43,17 +43,23 @@ def test_a_worker_started_again_ends_the_jobs_of_its_old_process_at_once(
     assert coord.store.runs.get(run.id).state.value == "failed"  # `once` was lost
 
 
-@pytest.mark.parametrize("second", ["same", ""])
-def test_the_same_process_joining_again_or_one_that_does_not_say_keeps_its_jobs(
-    coord: Coordinator, admin: Principal, second: str
+@pytest.mark.parametrize(
+    ("second", "rejoin"),
+    [
+        ("same", True),  # its credential was revoked and it joined again
+        ("", False),  # a worker too old to say which process it is
+        ("other", True),  # a second live process of the same name, whose credential the
+        # first took: they take it back and forth, but not each other's jobs
+    ],
+)
+def test_a_join_that_is_not_known_to_be_a_restart_keeps_the_jobs(
+    coord: Coordinator, admin: Principal, second: str, rejoin: bool
 ) -> None:
-    # its credential was revoked and it joined again (same process); or a worker too old to
-    # say which process it is: neither is known to be a restart
     w, _ = coord.join(admin, "w1", {}, 1, ["command"], incarnation="same")
     run = coord.submit(admin, spec({"a": {"command": "true"}}))
     (lease,) = coord.lease(w.id, 1)
 
-    coord.join(admin, "w1", {}, 1, ["command"], incarnation=second)
+    coord.join(admin, "w1", {}, 1, ["command"], incarnation=second, rejoin=rejoin)
 
     assert _jobs(coord, run.id)["a"][0] == "leased"
     lost, _ = coord.report(w.id, finished=[report(lease)])

@@ -21,8 +21,10 @@ class JoinBody(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     slots: int = 1
     allow: list[str] = Field(default_factory=lambda: ["command"])
-    # the worker's process, made at its start: a join from another one is a restart
+    # the worker's process, made at its start: a first join from another one is a restart
     incarnation: str = Field(default="", max_length=64)
+    # this process joined before and its credential is gone: not a restart
+    rejoin: bool = False
 
 
 class LeaseBody(Strict):

@@ -36,7 +36,13 @@ def join(request: Request, who: Who, body: JoinBody) -> dict[str, Any]:
     """Register with a join token; the answer holds this worker's own credential, shown once."""
     coord = coordinator(request)
     worker, secret = coord.join(
-        who, body.name, body.labels, body.slots, body.allow, incarnation=body.incarnation
+        who,
+        body.name,
+        body.labels,
+        body.slots,
+        body.allow,
+        incarnation=body.incarnation,
+        rejoin=body.rejoin,
     )
     return {
         "worker": worker_json(worker, time.time(), coord.offline_after),

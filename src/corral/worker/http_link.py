@@ -41,13 +41,18 @@ class HttpLink:
         }
         self.worker_name = name
         self.lease_ttl = 30.0
-        self._join()
+        self._join(again=False)
 
-    def _join(self) -> None:
+    def _join(self, again: bool = True) -> None:
+        """Join with the join token; `again`: this process joined before, and its credential
+        is gone (revoked, or a fresh store)."""
         if self.join_token:
             self.http.set_token(self.join_token)
         answer = self.http.request(
-            "POST", "/api/v1/workers/join", json=self._identity, retry_for=self.retry_for
+            "POST",
+            "/api/v1/workers/join",
+            json={**self._identity, "rejoin": again},
+            retry_for=self.retry_for,
         )
         self.http.set_token(answer["token"])
         self.worker_id = int(answer["worker"]["id"])
