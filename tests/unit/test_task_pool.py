@@ -84,6 +84,18 @@ async def later(x):
     return x * 2
 
 @corral.task
+def leave_running():  # a process left behind, in the runner's group
+    import subprocess
+    return [subprocess.Popen(["sleep", "60"]).pid, os.getpid()]
+
+@corral.task
+def leave_running_and_die():
+    import subprocess
+    child = subprocess.Popen(["sleep", "60"]).pid
+    print(child, flush=True)
+    os._exit(3)
+
+@corral.task
 def chatty(n):
     for i in range(n):
         print("line", i)
@@ -444,3 +456,50 @@ def test_the_runner_says_whether_a_call_left_its_directory_as_given(tmp_path: Pa
     # no directory named, or a reply from an older runner: the worker looks itself
     assert proc.note_reply(task_runner._with_rss('{"ok":true,"result":1}')) is False
     assert proc.note_reply(b'{"ok":true,"result":1}') is False
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _gone_soon(pid: int) -> bool:
+    deadline = time.monotonic() + 5
+    while _running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_process_a_task_leaves_running_lives_no_longer_than_its_task_process(
+    tmp_path: Path, sources: Sources
+) -> None:
+    sha = sources.add(SOURCE)
+    p = TaskPool(sources, PoolOptions(cache_dir=str(tmp_path), max_calls=2))
+    try:
+        first, _ = call(p, sha, "leave_running", {})
+        child, runner = first.value
+        # between calls it may go on (a pool a task module keeps is used by the next call)
+        again, _ = call(p, sha, "getenv", {"name": "X"})
+        assert again.value[1] == runner and _running(child)
+        # the runner is replaced after its second call: what its tasks left goes with it
+        call(p, sha, "getenv", {"name": "X"})
+        assert _gone_soon(child), "a task's process outlived its task process"
+        # and the same when the worker closes its task processes
+        last, _ = call(p, sha, "leave_running", {})
+    finally:
+        p.close()
+    assert _gone_soon(last.value[0]), "a task's process outlived the worker's stop"
+
+
+def test_a_process_left_by_a_task_whose_runner_died_goes_too(
+    pool: TaskPool, sources: Sources
+) -> None:
+    result, chunks = call(pool, sources.add(SOURCE), "leave_running_and_die", {})
+    assert result.reason == "task process died: exited with code 3"
+    child = int(text(chunks, "stdout").split()[0])
+    assert _gone_soon(child), "a task's process outlived its dead task process"

@@ -139,14 +139,21 @@ class _Process:
         self.close()
 
     def close(self) -> None:
-        """Closing its request pipe ends an idle runner; wait for it, close the rest."""
+        """Closing its request pipe ends an idle runner; wait for it, end what its tasks left
+        running, close the rest.
+
+        A process a task starts may outlive the call (a pool a task module keeps, say) but not
+        the runner: once the runner has exited, and before it is reaped (its pid, the group's
+        id, stays ours until then), every process left in its group is killed."""
         with contextlib.suppress(OSError):
             os.close(self._req_w)
-        try:
-            self.popen.wait(5.0)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
+        if self.popen.returncode is None:  # not reaped yet (`death` reaps a crashed one)
+            state = _exit_state(self.popen.pid, 5.0)
+            if state == "running":
+                _kill_group(self.popen.pid)
+                state = _exit_state(self.popen.pid, 5.0)
+            if state == "exited":
+                _kill_group(self.popen.pid)  # the unreaped runner holds the group's id
             self.popen.wait()
         if self.watchdog is not None:
             self.watchdog.forget(self.popen.pid)
@@ -574,6 +581,29 @@ def _remove_workdir(path: str) -> None:
                 with contextlib.suppress(OSError):
                     os.chmod(os.path.join(root, name), 0o700)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _exit_state(pid: int, timeout: float) -> str:
+    """Wait up to `timeout` seconds for a child to exit, without reaping it: "exited" (a
+    zombie, its id still ours), "running", or "gone" (reaped by someone else)."""
+    deadline = time.monotonic() + timeout
+    step = 0.001
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return "exited"
+        except ChildProcessError:
+            return "gone"
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "running"
+        time.sleep(min(step, left))
+        step = min(step * 2, 0.05)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _read_some(fd: int) -> bytes | None:
