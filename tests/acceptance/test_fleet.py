@@ -96,7 +96,7 @@ def test_dag_with_failure_hook_on_two_workers(fleet: Cluster, tmp_path: Path) ->
 def test_sigkilled_worker_job_completes_elsewhere(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start(local_slots=0, lease_ttl="2s")
     pids = tmp_path / "job-pids"
-    cluster.procs.pid_files.append(pids)  # the orphaned job is killed at teardown
+    cluster.procs.pid_files.append(pids)  # a job left running is killed at teardown
     join = cluster.join_token()
     workers = {
         name: cluster.worker(name, {"pool": "crash"}, join=join, wait=False)
@@ -124,6 +124,9 @@ def test_sigkilled_worker_job_completes_elsewhere(cluster: Cluster, tmp_path: Pa
     survivor = next(n for n in workers if n != victim)
     workers[victim].signal(signal.SIGKILL)
     workers[victim].wait(5)
+    # its job dies with it (its watchdog), before the survivor runs the job again
+    first_pid = int(pids.read_text().split()[0])
+    wait_until(lambda: not pid_alive(first_pid), 5, "the job to die with its worker")
 
     final = cluster.wait_run(run_id, timeout=30)
     assert final["state"] == "passed"

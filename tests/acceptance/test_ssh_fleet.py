@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -159,6 +161,30 @@ def test_a_dropped_connection_kills_the_remote_job_and_the_host_comes_back(
     again = server.cli("exec", "--hosts", "web9", "--", "echo back on $CORRAL_SITE", timeout=60)
     assert again.code == 0, again
     assert "web9 | back on web9" in again.out
+
+
+def test_a_job_dies_with_the_hosts_python_killed_outright(
+    server: Cluster, shared_dir: Path
+) -> None:
+    # the job's parent is the host's Python that runs it (corral's executor, shipped over SSH)
+    pids = shared_dir / "pids"
+    running = server.cli_bg(
+        "exec-oom", "exec", "--hosts", "web8", "--", f"echo $$ $PPID > {pids}; sleep 60"
+    )
+    job, python = (
+        int(p)
+        for p in wait_until(lambda: pids.exists() and pids.read_text().split(), 30, "the job")
+    )
+    os.kill(python, signal.SIGKILL)  # as the out-of-memory killer would
+    wait_until(lambda: not pid_alive(job), 10, f"web8's job (pid {job}) to die with its Python")
+    assert running.wait(60) == 1, running.tail()
+    assert re.search(
+        r"^web8\s+failed\s+-\s.*lost the SSH connection to web8", running.stdout(), re.M
+    )
+    # connected again for the next job
+    again = server.cli("exec", "--hosts", "web8", "--", "echo back on $CORRAL_SITE", timeout=60)
+    assert again.code == 0, again
+    assert "web8 | back on web8" in again.out
 
 
 def test_serve_reports_every_configuration_problem_at_once(tmp_path: Path) -> None:

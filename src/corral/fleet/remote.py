@@ -43,6 +43,7 @@ def install(modules: dict[str, str]) -> None:
                 sys.modules[parent] = package
         module = types.ModuleType(name)
         module.__file__ = f"<corral:{name}>"
+        module.__dict__["__corral_source__"] = source  # no file: a module that runs itself
         sys.modules[name] = module  # before exec: dataclasses look their module up by name
         exec(compile(source, module.__file__, "exec"), module.__dict__)
 
@@ -68,6 +69,7 @@ def parse_shared(text: str) -> dict[str, str]:
 
 
 _kept: list[Any] = []  # the connection's Workdirs: directories left as made, for the next jobs
+_dogs: list[Any] = []  # the connection's Watchdog: ends its jobs if this interpreter is killed
 _outputs: list[str] = []  # the connection's private directory for the jobs' $CORRAL_OUTPUT
 _lock = threading.Lock()
 _numbers = itertools.count(1)
@@ -80,6 +82,18 @@ def workdirs() -> Any:
         if not _kept:
             _kept.append(Workdirs())
         return _kept[0]
+
+
+def watchdog() -> Any:
+    """The connection's watchdog (worker/watchdog.py). The jobs already die with their channel
+    or connection; this interpreter killed outright (the out-of-memory killer, say) would
+    leave them running, unseen."""
+    from corral.worker.watchdog import Watchdog  # shipped by install()
+
+    with _lock:
+        if not _dogs:
+            _dogs.append(Watchdog())
+        return _dogs[0]
 
 
 def output_path() -> str:
@@ -96,8 +110,11 @@ def close() -> None:
     with _lock:
         kept, _kept[:] = list(_kept), []
         outputs, _outputs[:] = list(_outputs), []
+        dogs, _dogs[:] = list(_dogs), []
     for w in kept:
         w.close()
+    for dog in dogs:
+        dog.close()
     for path in outputs:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -125,6 +142,7 @@ def run_job(channel: Any, spec: dict[str, Any], attach: Callable[[Any], None]) -
             mask=tuple(spec.get("mask") or ()),
             sudo_password=spec.get("sudo_password"),
             workdirs=workdirs(),
+            watchdog=watchdog(),
         ),
         lambda c: _send(channel, ("out", c.stream, c.ts, c.data)),
     )

@@ -63,7 +63,7 @@ class Watchdog:
         readable, writable = os.pipe()  # both close-on-exec
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                [sys.executable, "-I", "-S", *_program()],
                 stdin=readable,
                 stdout=subprocess.DEVNULL,
                 # a session of its own: a Ctrl-C at the worker's terminal does not end it before
@@ -92,6 +92,15 @@ class Watchdog:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _program() -> list[str]:
+    """This file; or, on a fleet host, where corral was shipped and not installed
+    (fleet/remote.py keeps the source it was given), its source."""
+    shipped = globals().get("__corral_source__")
+    if isinstance(shipped, str):
+        return ["-c", shipped]
+    return [os.path.abspath(__file__)]
 
 
 def main() -> None:
