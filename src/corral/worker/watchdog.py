@@ -1,6 +1,6 @@
 """A job never outlives its worker: a small process of the worker's own kills the process
 groups of the jobs still running when the worker dies, however it dies (SIGKILL, a crash, the
-out-of-memory killer), before anyone runs the job again elsewhere.
+out-of-memory killer), within NAP seconds: SIGTERM, then SIGKILL GRACE seconds later.
 
 The worker tells it each job's process group as the job starts and again when the job has
 ended, over a pipe. Only the worker holds the pipe's writing end (close-on-exec: no job
@@ -11,6 +11,7 @@ own file without importing corral: it costs a few megabytes and starts in millis
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -22,10 +23,12 @@ import time
 log = logging.getLogger("corral.worker")
 
 GRACE = 2.0  # seconds the jobs get between SIGTERM and SIGKILL once their worker is gone
-# between two reads of the pipe: the lines wait in it meanwhile (64 KiB holds thousands), so a
+# between two reads of the pipe: the lines wait in it meanwhile (tens of thousands fit), so a
 # worker running hundreds of jobs a second wakes this process a few times a second, not at
-# every start and end, and its death is seen this much later at most
-NAP = 0.05
+# every start and end (on a fleet host, twenty such processes share the machine with the
+# jobs), and its death is seen this much later at most
+NAP = 0.25
+PIPE_SIZE = 1024 * 1024  # asked for; the kernel's default (64 KiB) holds over 6,000 lines
 
 
 class Watchdog:
@@ -61,6 +64,8 @@ class Watchdog:
 
     def _start_locked(self) -> None:
         readable, writable = os.pipe()  # both close-on-exec
+        with contextlib.suppress(OSError, AttributeError):  # Linux, up to its pipe-max-size
+            fcntl.fcntl(writable, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", *_program()],
