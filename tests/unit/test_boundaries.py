@@ -27,6 +27,7 @@ EXECUTOR_HELPERS = (
     "corral.worker.limits",
     "corral.worker.masking",
     "corral.worker.sandbox",
+    "corral.worker.watchdog",
     "corral.worker.workdirs",
 )
 STDLIB_WORKER_FILES = [
