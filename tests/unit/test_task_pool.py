@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_helpers import gone_within, running
 
 from corral.domain.models import Lease
 from corral.errors import NotFound
@@ -458,23 +459,6 @@ def test_the_runner_says_whether_a_call_left_its_directory_as_given(tmp_path: Pa
     assert proc.note_reply(b'{"ok":true,"result":1}') is False
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
-def _gone_soon(pid: int) -> bool:
-    deadline = time.monotonic() + 5
-    while _running(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_a_process_a_task_leaves_running_lives_no_longer_than_its_task_process(
     tmp_path: Path, sources: Sources
 ) -> None:
@@ -485,15 +469,15 @@ def test_a_process_a_task_leaves_running_lives_no_longer_than_its_task_process(
         child, runner = first.value
         # between calls it may go on (a pool a task module keeps is used by the next call)
         again, _ = call(p, sha, "getenv", {"name": "X"})
-        assert again.value[1] == runner and _running(child)
+        assert again.value[1] == runner and running(child)
         # the runner is replaced after its second call: what its tasks left goes with it
         call(p, sha, "getenv", {"name": "X"})
-        assert _gone_soon(child), "a task's process outlived its task process"
+        assert gone_within(child, 5), "a task's process outlived its task process"
         # and the same when the worker closes its task processes
         last, _ = call(p, sha, "leave_running", {})
     finally:
         p.close()
-    assert _gone_soon(last.value[0]), "a task's process outlived the worker's stop"
+    assert gone_within(last.value[0], 5), "a task's process outlived the worker's stop"
 
 
 def test_a_process_left_by_a_task_whose_runner_died_goes_too(
@@ -502,4 +486,4 @@ def test_a_process_left_by_a_task_whose_runner_died_goes_too(
     result, chunks = call(pool, sources.add(SOURCE), "leave_running_and_die", {})
     assert result.reason == "task process died: exited with code 3"
     child = int(text(chunks, "stdout").split()[0])
-    assert _gone_soon(child), "a task's process outlived its dead task process"
+    assert gone_within(child, 5), "a task's process outlived its dead task process"

@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from process_helpers import gone_within, running
 
 from corral.worker.executor import ExecSpec, Execution
 from corral.worker.task_pool import PoolOptions, TaskPool
@@ -40,24 +40,6 @@ WORKER = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for whoever adopted it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
-def _until_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_the_jobs_of_a_worker_killed_outright_are_ended() -> None:
     worker = subprocess.run(
         [sys.executable, "-c", WORKER], capture_output=True, text=True, timeout=30
@@ -65,9 +47,9 @@ def test_the_jobs_of_a_worker_killed_outright_are_ended() -> None:
     assert worker.returncode == -signal.SIGKILL, worker.stderr
     watched, stubborn, forgotten = (int(p) for p in worker.stdout.split())
     try:
-        assert _until_gone(watched, 2.0), "a watched job outlived its worker"
-        assert _until_gone(stubborn, 6.0), "a job that ignores SIGTERM outlived its worker"
-        assert _alive(forgotten), "a job taken back from the watchdog was ended"
+        assert gone_within(watched, 2.0), "a watched job outlived its worker"
+        assert gone_within(stubborn, 6.0), "a job that ignores SIGTERM outlived its worker"
+        assert running(forgotten), "a job taken back from the watchdog was ended"
     finally:
         for pid in (watched, stubborn, forgotten):
             with contextlib.suppress(ProcessLookupError):
