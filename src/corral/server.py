@@ -30,6 +30,7 @@ from corral.store.wakeups import PgWakeups
 from corral.sweeper import sweep_forever
 from corral.worker.agent import Agent, AgentOptions, default_name
 from corral.worker.link import LocalLink
+from corral.worker.workdirs import claim_root
 
 log = logging.getLogger("corral.server")
 
@@ -106,6 +107,7 @@ class Server:
             self.wakeups = PgWakeups(self.store.db, self.coordinator.hub)
             self.wakeups.start()
         self.agent: Agent | None = None
+        self.work_lock: int | None = None  # held for the local worker's life (`claim_root`)
         self.app = create_app(self.coordinator, max_body=settings.max_body, lifespan=self._lifespan)
         self.fleet: Fleet | None = None
         if inventory:
@@ -120,7 +122,11 @@ class Server:
         labels.update(parse_labels(s.local_labels))
         name = f"{default_name()}-local"
         workdir = s.home / "work"
-        workdir.mkdir(parents=True, exist_ok=True)
+        # this server's own: held while it runs, and cleared of what a server of this home
+        # that died (SIGKILL, a crash) left there, the directories of the jobs it was running
+        self.work_lock = claim_root(str(workdir))
+        if self.work_lock is None:
+            log.warning("another corral serve holds %s: nothing left there is removed", workdir)
         kinds, confine = ["command", "task"], local_sandbox(s.home, workdir)
         if confine:
             kinds.append("code")
@@ -166,6 +172,9 @@ class Server:
                 # jobs of the local worker cannot outlive the server: give their leases back
                 await asyncio.to_thread(self.agent.stop, "corral serve stopped")
                 await asyncio.to_thread(self.agent.wait_stopped, 10.0)
+            if self.work_lock is not None:
+                os.close(self.work_lock)
+                self.work_lock = None
             if self.wakeups is not None:
                 self.wakeups.stop()
             self.store.close()

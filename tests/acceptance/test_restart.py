@@ -73,6 +73,10 @@ def test_a_server_killed_mid_run_loses_no_run_and_leaves_no_job_running(
     wait_until(lambda: all(p.exists() for p in written), 30, "the three jobs running")
     pids = [int(p) for path in written for p in path.read_text().split()]
 
+    work = cluster.home / "work"
+    left = [p for p in work.iterdir() if p.name.startswith(("attempt-", "corral-task-"))]
+    assert len(left) >= 3  # the three running jobs' directories
+
     assert cluster.server is not None
     cluster.server.signal(signal.SIGKILL)
     cluster.server.wait(10)
@@ -81,6 +85,8 @@ def test_a_server_killed_mid_run_loses_no_run_and_leaves_no_job_running(
     restarted = time.monotonic()
     cluster.start(local_slots=3, lease_ttl=LEASE_TTL, extra=serve)
     http = cluster.http()
+    # what the dead server's jobs left in its working directory is gone
+    assert [p for p in left if p.exists()] == []
 
     def ended_run() -> dict[str, object] | None:
         found = http.get(f"/api/v1/runs/{run}").json()

@@ -101,3 +101,37 @@ def test_more_ways_of_not_being_as_made_disqualify(tmp_path: Path) -> None:
     assert w.take(str(tmp_path)) is None
     # the link's target, as made, still qualifies on its own
     assert w.give(str(tmp_path), str(tmp_path / "f"), ("tmp",))
+
+
+def test_a_root_claimed_is_cleared_of_what_a_dead_worker_left_and_held_against_another(
+    tmp_path: Path,
+) -> None:
+    from corral.worker.workdirs import LOCK, claim_root
+
+    root = tmp_path / "work"
+    left = [root / "attempt-0123456789ab" / "tmp", root / "corral-task-x1"]
+    for path in left:
+        path.mkdir(parents=True)
+    (left[0] / "out.txt").write_text("from a job whose worker died")
+    locked = root / "attempt-fedcba987654" / "ro"
+    locked.mkdir(parents=True)
+    locked.chmod(0o500)  # a job left a directory it may not write
+    other = root / "keep-me"  # not made by a worker: not the worker's to remove
+    other.mkdir()
+
+    fd = claim_root(str(root))
+    assert fd is not None
+    try:
+        assert sorted(p.name for p in root.iterdir()) == [LOCK, "keep-me"]
+        # a second worker of the same root while the first lives: nothing is removed
+        made = root / "attempt-00000000beef"
+        made.mkdir()
+        assert claim_root(str(root)) is None
+        assert made.exists()
+    finally:
+        os.close(fd)
+    # once the first has let go (it died, say), the root is the next one's
+    again = claim_root(str(root))
+    assert again is not None
+    os.close(again)
+    assert not made.exists()

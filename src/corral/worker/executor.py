@@ -10,7 +10,6 @@ import os
 import random
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from corral.worker.limits import Applied
 from corral.worker.limits import offer as limits_offer
 from corral.worker.masking import Masker
 from corral.worker.sandbox import Sandbox, argv_for
-from corral.worker.workdirs import Workdirs
+from corral.worker.workdirs import Workdirs, remove_workdir
 
 if TYPE_CHECKING:
     from resource import struct_rusage
@@ -270,7 +269,7 @@ class Execution:
             if not spec.keep_workdir and not (
                 reuse is not None and reuse.give(root_key, workdir, ("tmp",))
             ):
-                _remove_tree(workdir)
+                remove_workdir(workdir, ("tmp",))
 
     def _run_in(self, workdir: str, env: dict[str, str]) -> ExecResult:
         waker = _Waker()
@@ -952,27 +951,6 @@ def _make_workdir(root: str | None) -> str:
             continue
         return path
     raise FileExistsError(errno.EEXIST, "no unused attempt directory name found", parent)
-
-
-def _remove_tree(path: str) -> None:
-    # Most jobs leave nothing behind; two rmdir calls are far cheaper than rmtree's walk.
-    try:
-        os.rmdir(os.path.join(path, "tmp"))
-        os.rmdir(path)
-        return
-    except OSError:
-        pass
-    try:
-        shutil.rmtree(path)
-        return
-    except OSError:
-        pass
-    # A job may have left directories without write/search permission; restore them and retry.
-    for root, dirs, _ in os.walk(path):
-        for name in dirs:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(root, name), 0o700)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _secs(value: float) -> str:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO
 from corral.domain.models import Lease
 from corral.worker.executor import Chunk, ExecResult, GroupWatch
 from corral.worker.task_runner import left_as_made
+from corral.worker.workdirs import remove_workdir
 
 MAX_RESULT = 1024 * 1024  # bytes of a task's JSON return value
 _READ = 64 * 1024
@@ -304,7 +304,7 @@ class TaskPool:
                 if not self._closed and len(self._spare_dirs) < MAX_SPARE_DIRS:
                     self._spare_dirs.append(path)
                     return
-        _remove_workdir(path)
+        remove_workdir(path)
 
     def close(self) -> None:
         with self._lock:
@@ -318,7 +318,7 @@ class TaskPool:
         for thread in retiring:
             thread.join()  # each exits within `_Process.close`'s own bound
         for path in spare:
-            _remove_workdir(path)
+            remove_workdir(path)
 
 
 class TaskCall:
@@ -402,7 +402,7 @@ class TaskCall:
             if self.prepare is not None:
                 self.prepare(workdir)
         except (OSError, ValueError) as exc:
-            _remove_workdir(workdir)
+            remove_workdir(workdir)
             return self._end(started, "failed", str(exc))
         if self.keep_stdout:
             # unlinked at once: on disk, not in memory
@@ -567,20 +567,6 @@ class TaskCall:
 
 
 _UTF8 = codecs.getincrementaldecoder("utf-8")
-
-
-def _remove_workdir(path: str) -> None:
-    """Remove a call's directory, read-only inputs (directories without write bits) too."""
-    with contextlib.suppress(OSError):
-        os.rmdir(path)  # most calls leave nothing: far cheaper than rmtree's walk
-        return
-    shutil.rmtree(path, ignore_errors=True)
-    if os.path.exists(path):
-        for root, dirs, _ in os.walk(path):
-            for name in dirs:
-                with contextlib.suppress(OSError):
-                    os.chmod(os.path.join(root, name), 0o700)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _exit_state(pid: int, timeout: float) -> str:

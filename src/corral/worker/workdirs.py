@@ -5,10 +5,15 @@ a short job: on a disk mounted with `discard`, each removal waits for the device
 that is exactly as it was made (owned by the worker, 0700, holding nothing but the empty
 directories it was made with) is as fresh as a new one, so it is handed to the next attempt.
 Anything else is removed as before. What is kept is removed when the worker stops.
+
+A worker that dies (SIGKILL, a crash) leaves the directories of the jobs it was running; the
+next worker to hold the same root removes them (`claim_root`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import stat
@@ -17,6 +22,8 @@ from collections.abc import Sequence
 
 MODE = 0o700
 KEEP = 8  # spare directories per root: enough for the slots of one worker
+LOCK = ".corral-worker.lock"  # held by the live worker whose root it is
+MADE = ("attempt-", "corral-task-")  # how the executor and the task pool name what they make
 
 
 class Workdirs:
@@ -54,6 +61,53 @@ class Workdirs:
         for paths in spare.values():
             for path in paths:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+def claim_root(root: str) -> int | None:
+    """Hold `root` for this worker's life and clear what an earlier worker left in it.
+
+    The hold is a lock on a file in `root`, which the kernel lets go of however the process
+    ends. Holding it, no live worker uses `root`, so the directories the executor and the task
+    pool made there are leftovers of a worker that died: they are removed. Returns the lock's
+    descriptor, kept open for the worker's life; None when another live worker holds `root`
+    (then nothing is removed)."""
+    os.makedirs(root, exist_ok=True)
+    fd = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    with os.scandir(root) as entries:
+        left = [
+            e.path for e in entries if e.name.startswith(MADE) and e.is_dir(follow_symlinks=False)
+        ]
+    for path in left:
+        remove_workdir(path)
+    return fd
+
+
+def remove_workdir(path: str, skeleton: Sequence[str] = ()) -> None:
+    """Remove a working directory and everything in it, directories a job left without write
+    or search permission too. Most attempts leave it as made (`skeleton` inside): a few rmdir
+    calls are then far cheaper than rmtree's walk."""
+    try:
+        for name in skeleton:
+            os.rmdir(f"{path}/{name}")
+        os.rmdir(path)
+        return
+    except OSError:
+        pass
+    try:
+        shutil.rmtree(path)
+        return
+    except OSError:
+        pass
+    for top, dirs, _ in os.walk(path):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(top, name), 0o700)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _as_left(path: str, skeleton: Sequence[str]) -> bool:
