@@ -349,7 +349,7 @@ class Execution:
         try:
             loop = _Loop(self, proc, out_r, err_r, pidfd, writers, waker, started_mono)
         except BaseException:
-            _killpg(proc.pid, signal.SIGKILL)
+            killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 proc.returncode = os.waitstatus_to_exitcode(os.waitpid(proc.pid, 0)[1])
             for fd in (out_r, err_r, *writers):
@@ -665,14 +665,14 @@ class _Loop:
             self._send_kill()
             return
         self.term_sent = True
-        _killpg(self.pid, signal.SIGTERM)
+        killpg(self.pid, signal.SIGTERM)
         self.kill_at = now + self.grace
 
     def _send_kill(self) -> None:
         if not self.kill_sent:
             self.kill_sent = True
             self.kill_at = None
-            _killpg(self.pid, signal.SIGKILL)
+            killpg(self.pid, signal.SIGKILL)
 
     def _poll_exit(self, now: float) -> None:
         waitid = getattr(os, "waitid", None)
@@ -693,7 +693,7 @@ class _Loop:
                 return
             if pid:
                 # Reaped before the group kill here, so a reused pid is possible but unlikely.
-                _killpg(self.pid, signal.SIGKILL)
+                killpg(self.pid, signal.SIGKILL)
                 self._reaped(status, rusage)
                 return
         self.poll_step = min(self.poll_step * 2, _POLL_MAX)
@@ -702,7 +702,7 @@ class _Loop:
     def _reap(self) -> None:
         # The exited leader is still a zombie, so its pid cannot have been reused and the group id
         # is still ours: kill every remaining member now, before reaping frees the id.
-        _killpg(self.pid, signal.SIGKILL)
+        killpg(self.pid, signal.SIGKILL)
         if self.applied is not None:
             self.applied.kill_all()  # members that left the group (setsid) are still in these
         try:
@@ -914,7 +914,8 @@ def _pidfd_open(pid: int) -> int | None:
     return fd
 
 
-def _killpg(pgid: int, sig: int) -> None:
+def killpg(pgid: int, sig: int) -> None:
+    """Signal a process group, if anything is left of it."""
     # ESRCH: the group is already gone; EPERM: only zombies are left (on some platforms).
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)

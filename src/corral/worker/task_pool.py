@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from corral.domain.models import Lease
-from corral.worker.executor import Chunk, ExecResult, GroupWatch
+from corral.worker.executor import Chunk, ExecResult, GroupWatch, killpg
 from corral.worker.task_runner import left_as_made
 from corral.worker.workdirs import remove_workdir
 
@@ -134,8 +134,7 @@ class _Process:
             return 0
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+        killpg(self.popen.pid, signal.SIGKILL)
         self.close()
 
     def close(self) -> None:
@@ -150,10 +149,10 @@ class _Process:
         if self.popen.returncode is None:  # not reaped yet (`death` reaps a crashed one)
             state = _exit_state(self.popen.pid, 5.0)
             if state == "running":
-                _kill_group(self.popen.pid)
+                killpg(self.popen.pid, signal.SIGKILL)
                 state = _exit_state(self.popen.pid, 5.0)
             if state == "exited":
-                _kill_group(self.popen.pid)  # the unreaped runner holds the group's id
+                killpg(self.popen.pid, signal.SIGKILL)  # the unreaped runner holds the group's id
             self.popen.wait()
         if self.watchdog is not None:
             self.watchdog.forget(self.popen.pid)
@@ -585,11 +584,6 @@ def _exit_state(pid: int, timeout: float) -> str:
             return "running"
         time.sleep(min(step, left))
         step = min(step * 2, 0.05)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def _read_some(fd: int) -> bytes | None:
