@@ -333,6 +333,8 @@ def test_bad_cli_input_names_file_line_and_field(shared: Cluster, tmp_path: Path
         (("cancel", "999999"), ("999999",)),
         (("rerun", "999999"), ("999999",)),
         (("drain", "no-such-worker"), ("no-such-worker",)),
+        # refused before it joins or makes anything
+        (("worker", "--name", "../up", "--workdir", str(tmp_path / "w")), ("--name", "../up")),
     ]
     results = shared.cli_many(*(args for args, _ in expected))
     for (args, words), done in zip(expected, results, strict=True):
@@ -347,3 +349,4 @@ def test_bad_cli_input_names_file_line_and_field(shared: Cluster, tmp_path: Path
     assert missing.code == 2 and "missing token" in missing.err, missing
 
     assert _store(shared) == before
+    assert not (tmp_path / "w").exists()

@@ -127,7 +127,7 @@ def test_a_worker_killed_mid_job_takes_its_job_with_it_and_its_restart_takes_ove
     pids = tmp_path / "pids"
     http = cluster.http()
     job = {
-        "command": f'[ "$CORRAL_ATTEMPT" = 1 ] || exit 0; echo $$ >> {pids}; sleep 60',
+        "command": f'[ "$CORRAL_ATTEMPT" = 1 ] || exit 0; echo $$ $PWD >> {pids}; sleep 60',
         "on": {"pool": "crashy"},
         "retries": 1,
     }
@@ -135,13 +135,18 @@ def test_a_worker_killed_mid_job_takes_its_job_with_it_and_its_restart_takes_ove
     assert answer.status_code == 201, answer.text
     run = answer.json()["id"]
     wait_until(pids.exists, 30, "the job running")
-    pid = int(pids.read_text().split()[0])
+    pid_text, workdir = pids.read_text().split()[:2]
+    pid = int(pid_text)
+    # in a directory of the worker's own, which its next process clears
+    assert Path(workdir).parent == cluster.base / "work" / "corral-worker-crashy"
 
     worker.signal(signal.SIGKILL)
     worker.wait(10)
     wait_until(lambda: not pid_alive(pid), 10, "the job to die with its worker")
+    assert Path(workdir).is_dir()  # left by the dead process
 
     cluster.worker("crashy", {"pool": "crashy"})  # the same worker, a new process
+    wait_until(lambda: not Path(workdir).exists(), 10, "the dead process's directory removed")
 
     def passed() -> bool:
         return bool(http.get(f"/api/v1/runs/{run}").json()["state"] == "passed")

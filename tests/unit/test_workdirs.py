@@ -135,3 +135,82 @@ def test_a_root_claimed_is_cleared_of_what_a_dead_worker_left_and_held_against_a
     assert again is not None
     os.close(again)
     assert not made.exists()
+
+
+def test_a_worker_s_root_is_its_own_by_name_and_clears_what_its_dead_process_left(
+    tmp_path: Path,
+) -> None:
+    from corral.worker.workdirs import worker_root
+
+    first = worker_root(str(tmp_path), "web1")
+    assert first.path == str(tmp_path / "corral-worker-web1") and not first.spare
+    assert os.stat(first.path).st_mode & 0o777 == 0o700
+    left = Path(first.path, "attempt-0123456789ab")
+    left.mkdir()
+    other = worker_root(str(tmp_path), "web2")  # another worker: its own, nothing of web1's
+    assert other.path == str(tmp_path / "corral-worker-web2")
+    assert left.exists()
+    first.release()  # the process died: the kernel let go of its lock
+    again = worker_root(str(tmp_path), "web1")
+    assert again.path == first.path and not again.spare
+    assert not left.exists()
+    assert Path(other.path).exists()
+    for root in (again, other):
+        root.release()
+    assert Path(again.path).exists()  # kept for the next start
+
+
+def test_a_worker_s_root_taken_by_a_live_namesake_gives_it_a_spare_one(tmp_path: Path) -> None:
+    from corral.worker.workdirs import worker_root
+
+    first = worker_root(str(tmp_path), "twin")
+    running = Path(first.path, "attempt-00000000beef")
+    running.mkdir()
+    second = worker_root(str(tmp_path), "twin")
+    try:
+        assert second.spare and second.path != first.path
+        assert Path(second.path).name.startswith("corral-worker-twin-")
+        assert running.exists()  # the live one's job keeps its directory
+    finally:
+        second.release()
+        first.release()
+    assert not Path(second.path).exists()  # a spare one goes with its worker
+    assert Path(first.path).exists()
+
+
+def test_a_worker_s_root_made_by_someone_else_or_a_link_is_not_used(tmp_path: Path) -> None:
+    from corral.worker.workdirs import worker_root
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "corral-worker-linked").symlink_to(target)
+    linked = worker_root(str(tmp_path), "linked")
+    try:
+        assert linked.spare and not linked.path.startswith(str(target))
+        assert list(target.iterdir()) == []  # nothing made or claimed through the link
+    finally:
+        linked.release()
+    if os.geteuid() == 0:  # another account's directory needs root to make
+        theirs = tmp_path / "corral-worker-theirs"
+        theirs.mkdir(mode=0o777)
+        os.chown(theirs, 65534, 65534)
+        found = worker_root(str(tmp_path), "theirs")
+        try:
+            assert found.spare and found.path != str(theirs)
+            assert list(theirs.iterdir()) == []
+        finally:
+            found.release()
+
+
+def test_a_worker_s_root_for_jobs_run_as_another_user_is_searchable_not_listable(
+    tmp_path: Path,
+) -> None:
+    from corral.worker.workdirs import worker_root
+
+    made = worker_root(str(tmp_path), "w")
+    made.release()
+    again = worker_root(str(tmp_path), "w", 0o711)
+    try:
+        assert os.stat(again.path).st_mode & 0o777 == 0o711
+    finally:
+        again.release()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +18,9 @@ from corral.cli.render import error, out
 from corral.config import Settings, corral_home, load
 from corral.errors import ConfigError, CorralError
 from corral.fleet.inventory import Inventory, load_inventory
+
+if TYPE_CHECKING:
+    from corral.worker.workdirs import WorkerRoot
 
 
 @click.command("serve")
@@ -160,7 +165,10 @@ def _safe(url: str) -> str:
     "--allow", default="command", help="Kinds of job this worker runs (command,task,code)."
 )
 @click.option(
-    "--workdir", default="", help="Where attempts' working directories go [default: system temp]."
+    "--workdir",
+    default="",
+    help="Where the worker keeps its attempts' directories, in corral-worker-NAME "
+    "[default: system temp].",
 )
 @click.option(
     "--max-offline",
@@ -207,6 +215,7 @@ def worker_cmd(
     from corral.domain.durations import parse_duration
     from corral.domain.labels import LabelError, parse_labels
     from corral.domain.limits import parse_size
+    from corral.domain.runspec import NAME_RE
     from corral.worker.agent import Agent, AgentOptions, default_name, on_signal
     from corral.worker.http_link import HttpLink
 
@@ -221,29 +230,40 @@ def worker_cmd(
         error(str(exc))
         sys.exit(EXIT_ERROR)
     kinds = [k.strip() for k in allow.split(",") if k.strip()]
-    try:
-        confine = _confinement(kinds, workdir, run_as)
-    except ValueError as exc:
-        error(str(exc))
+    name = name or default_name()
+    if not NAME_RE.match(name):
+        error(f"--name {name!r}: a worker name holds 1-64 letters, digits and _ . + -")
         sys.exit(EXIT_ERROR)
     try:
+        # before the join: a worker that cannot start has changed nothing on the server
+        root = _root(workdir, name, run_as)
+    except OSError as exc:
+        error(f"cannot make working directories in {workdir or tempfile.gettempdir()}: {exc}")
+        sys.exit(EXIT_ERROR)
+    try:
+        confine = _confinement(kinds, root.path, run_as)
         link = HttpLink(
             Http(server, token, ca=ca),
-            name or default_name(),
+            name,
             parsed,
             slots,
             kinds,
             retry_for=offline or 60.0,
             call_retry=min(5.0, offline / 4) if offline else 5.0,
         )
+    except ValueError as exc:
+        root.release()
+        error(str(exc))
+        sys.exit(EXIT_ERROR)
     except CorralError as exc:
+        root.release()
         error(f"cannot join {server}: {exc.message}")
         sys.exit(EXIT_ERROR)
     agent = Agent(
         link,
         AgentOptions(
             slots=slots,
-            workdir=workdir,
+            workdir=root.path,
             max_offline=offline,
             grace=grace_s,
             log_limit=log_bytes,
@@ -256,18 +276,37 @@ def worker_cmd(
     signal.signal(signal.SIGINT, handler)
     out.print(f"worker [bold]{link.worker_name}[/] joined {server} with {slots} slots")
     heap.settle()  # joined and ready: its start-up heap is left out of collections
-    agent.run()
-    link.close()
+    try:
+        agent.run()
+    finally:
+        link.close()
+        root.release()
     if agent.error:
         error(agent.error)
         sys.exit(EXIT_ERROR)
 
 
-def _confinement(kinds: list[str], workdir: str, run_as: str | None) -> dict[str, Any]:
-    """The agent options for --run-as and code jobs; ValueError when this machine cannot."""
-    import os
-    import tempfile
+def _root(workdir: str, name: str, run_as: str | None) -> WorkerRoot:
+    """The worker's own directory for its attempts (`workdirs.worker_root`), cleared of what
+    its dead process left; searchable by others when jobs run as another user."""
+    from corral.worker import workdirs
 
+    base = workdir or tempfile.gettempdir()
+    root = workdirs.worker_root(base, name, 0o711 if run_as else workdirs.MODE)
+    if root.spare:
+        logging.getLogger("corral.worker").warning(
+            "%s is not this worker's to use (another process named %s holds it, or another "
+            "account made it): working in %s",
+            os.path.join(base, workdirs.WORKER + name),
+            name,
+            root.path,
+        )
+    return root
+
+
+def _confinement(kinds: list[str], workdir: str, run_as: str | None) -> dict[str, Any]:
+    """The agent options for --run-as and code jobs (working under `workdir`); ValueError when
+    this machine cannot."""
     from corral.config import corral_home
     from corral.worker import runas, sandbox
 
@@ -291,6 +330,6 @@ def _confinement(kinds: list[str], workdir: str, run_as: str | None) -> dict[str
         options["hide"] = sandbox.hidden_paths(
             os.path.expanduser("~"),
             str(corral_home()),
-            workdir or tempfile.gettempdir(),
+            workdir,
         )
     return options

@@ -7,7 +7,8 @@ directories it was made with) is as fresh as a new one, so it is handed to the n
 Anything else is removed as before. What is kept is removed when the worker stops.
 
 A worker that dies (SIGKILL, a crash) leaves the directories of the jobs it was running; the
-next worker to hold the same root removes them (`claim_root`).
+next worker to hold the same root removes them (`claim_root`). `corral serve` holds its home's
+`work/`; a `corral worker` holds a directory of its own name (`worker_root`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import fcntl
 import os
 import shutil
 import stat
+import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 MODE = 0o700
 KEEP = 8  # spare directories per root: enough for the slots of one worker
 LOCK = ".corral-worker.lock"  # held by the live worker whose root it is
 MADE = ("attempt-", "corral-task-")  # how the executor and the task pool name what they make
+WORKER = "corral-worker-"  # a `corral worker`'s own root, by its name (`worker_root`)
 
 
 class Workdirs:
@@ -85,6 +89,46 @@ def claim_root(root: str) -> int | None:
     for path in left:
         remove_workdir(path)
     return fd
+
+
+@dataclass(frozen=True)
+class WorkerRoot:
+    """Where a `corral worker` makes its attempts' directories, held for its life."""
+
+    path: str
+    lock: int  # the descriptor `claim_root` holds
+    spare: bool  # not the worker's usual root (that one was taken): removed when it stops
+
+    def release(self) -> None:
+        os.close(self.lock)
+        if self.spare:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def worker_root(base: str, name: str, mode: int = MODE) -> WorkerRoot:
+    """The root under `base` for the worker `name`: `base/corral-worker-NAME`, claimed
+    (`claim_root`), so the same worker started again clears what its dead process left there
+    and no other worker's directories are touched. `base` may be the shared temp directory:
+    when that name is not a directory of this account's (someone else made it, or it is a
+    link), or another live process of the same name holds it, the worker takes a fresh
+    directory beside it instead. `mode` 0711 lets jobs run as another user reach their own
+    directories without listing the others. OSError when `base` cannot hold one."""
+    os.makedirs(base, exist_ok=True)
+    path = os.path.join(base, WORKER + name)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode)
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode)
+        fd = claim_root(path)
+        if fd is not None:
+            return WorkerRoot(path, fd, spare=False)
+    spare = tempfile.mkdtemp(prefix=f"{WORKER}{name}-", dir=base)
+    os.chmod(spare, mode)
+    fd = claim_root(spare)
+    assert fd is not None  # new, and ours alone
+    return WorkerRoot(spare, fd, spare=True)
 
 
 def remove_workdir(path: str, skeleton: Sequence[str] = ()) -> None:
