@@ -169,14 +169,16 @@ def test_a_job_dies_with_the_hosts_python_killed_outright(
     # the job's parent is the host's Python that runs it (corral's executor, shipped over SSH)
     pids = shared_dir / "pids"
     running = server.cli_bg(
-        "exec-oom", "exec", "--hosts", "web8", "--", f"echo $$ $PPID > {pids}; sleep 60"
+        "exec-oom", "exec", "--hosts", "web8", "--", f"echo $$ $PPID $PWD > {pids}; sleep 60"
     )
-    job, python = (
-        int(p)
-        for p in wait_until(lambda: pids.exists() and pids.read_text().split(), 30, "the job")
+    job_text, python_text, workdir_text = wait_until(
+        lambda: pids.exists() and pids.read_text().split(), 30, "the job"
     )
+    job, python, workdir = int(job_text), int(python_text), Path(workdir_text)
+    assert workdir.parent.name == "corral-worker-site-web8"  # the site's own, on the host
     os.kill(python, signal.SIGKILL)  # as the out-of-memory killer would
     wait_until(lambda: not pid_alive(job), 10, f"web8's job (pid {job}) to die with its Python")
+    assert workdir.is_dir()  # left by the Python killed
     assert running.wait(60) == 1, running.tail()
     assert re.search(
         r"^web8\s+failed\s+-\s.*lost the SSH connection to web8", running.stdout(), re.M
@@ -185,6 +187,7 @@ def test_a_job_dies_with_the_hosts_python_killed_outright(
     again = server.cli("exec", "--hosts", "web8", "--", "echo back on $CORRAL_SITE", timeout=60)
     assert again.code == 0, again
     assert "web8 | back on web8" in again.out
+    assert not workdir.exists()  # cleared by the site's next connection
 
 
 def test_serve_reports_every_configuration_problem_at_once(tmp_path: Path) -> None:

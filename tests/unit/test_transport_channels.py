@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import execnet
@@ -13,15 +17,20 @@ from corral.fleet.inventory import Host
 from corral.worker.executor import Chunk
 
 
-@pytest.fixture
-def host() -> Iterator[transport.Transport]:
-    t = transport.Transport(Host(site="here", ssh="nobody@nowhere"))
+def _connect(site: str) -> transport.Transport:
+    t = transport.Transport(Host(site=site, ssh="nobody@nowhere"))
     gw = execnet.makegateway("popen//python=python3")
     channel = gw.remote_exec(remote)
-    channel.send(("install", transport._shipped()))
+    channel.send(("install", transport._shipped(), site))
     channel.receive(30)
     channel.waitclose(30)
     t._gateway = gw  # connected as `gateway()` would have it
+    return t
+
+
+@pytest.fixture
+def host() -> Iterator[transport.Transport]:
+    t = _connect("here")
     yield t
     t.close()
 
@@ -104,3 +113,35 @@ def test_a_dropped_connection_forgets_its_kept_channels(host: transport.Transpor
     assert host._idle
     host.dropped("test")
     assert host._idle == []
+
+
+def test_a_site_s_jobs_work_in_its_own_directory_cleared_of_a_killed_connection_s(
+    tmp_path: Path,
+) -> None:
+    site = f"unit-{uuid.uuid4().hex[:12]}"
+    root = Path(tempfile.gettempdir(), f"corral-worker-site-{site}")
+    # what the jobs of a connection whose Python was killed outright left on the host
+    left = [root / "attempt-0123456789ab" / "tmp", root / "corral-outputs-x" / "1"]
+    for path in left:
+        path.mkdir(parents=True)
+    first = _connect(site)
+    try:
+        assert not any(p.exists() for p in left)
+        done, out = _run(first, "pwd; echo $CORRAL_OUTPUT")
+        assert done.outcome == "passed", done
+        workdir, output = (Path(line.strip()) for line in "".join(out).splitlines())
+        assert workdir.parent == root and output.parent.parent == root
+        # a second live connection of the site takes a directory of its own
+        second = _connect(site)
+        try:
+            done, out = _run(second, "pwd")
+            spare = Path("".join(out).strip()).parent
+            assert spare != root and spare.name.startswith(f"corral-worker-site-{site}-")
+        finally:
+            second.close()
+        assert not spare.exists()  # a spare directory goes with its connection
+    finally:
+        first.close()
+    assert root.is_dir()  # kept for the site's next connection
+    os.remove(root / ".corral-worker.lock")
+    root.rmdir()

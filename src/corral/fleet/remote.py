@@ -6,7 +6,9 @@ the remote interpreter's `sys.modules`. Jobs then run on job channels that impor
 there; the coordinator keeps each such channel for its next job, one job at a time, since
 opening a channel costs the host a thread and a compile. A job dies with its channel: when the
 channel or the whole connection goes, its process group is killed. Working directories left
-as made are kept for the next jobs of the connection and removed when it closes.
+as made are kept for the next jobs of the connection and removed when it closes. They are made
+in a directory of the site's own on the host, which the connection holds: the next connection
+of the site removes what the jobs of one killed outright left there.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 EXECUTOR = "corral.worker.executor"
+ITSELF = "corral.fleet.remote"  # this module as installed, whatever name it runs under now
 MAX_SHARED = 64 * 1024  # bytes of KEY=VALUE lines a job may publish
 
 
@@ -71,8 +74,25 @@ def parse_shared(text: str) -> dict[str, str]:
 _kept: list[Any] = []  # the connection's Workdirs: directories left as made, for the next jobs
 _dogs: list[Any] = []  # the connection's Watchdog: ends its jobs if this interpreter is killed
 _outputs: list[str] = []  # the connection's private directory for the jobs' $CORRAL_OUTPUT
+_roots: list[Any] = []  # the connection's WorkerRoot, where its jobs' directories are made
 _lock = threading.Lock()
 _numbers = itertools.count(1)
+
+
+def claim(site: str) -> None:
+    """Hold the site's own directory on the host for the connection's life (`worker_root`),
+    clearing what the jobs of an earlier connection's Python, killed outright, left there. A
+    host where it cannot be made runs its jobs in the temp directory itself, as before."""
+    from corral.worker.workdirs import worker_root  # shipped by install()
+
+    with _lock:
+        if not _roots:
+            with contextlib.suppress(OSError):
+                _roots.append(worker_root(tempfile.gettempdir(), f"site-{site}"))
+
+
+def _root() -> str:
+    return str(_roots[0].path) if _roots else ""
 
 
 def workdirs() -> Any:
@@ -101,7 +121,7 @@ def output_path() -> str:
     it. In a directory of this connection's own (0700), so no one else can put a file there."""
     with _lock:
         if not _outputs:
-            _outputs.append(tempfile.mkdtemp(prefix="corral-outputs-"))
+            _outputs.append(tempfile.mkdtemp(prefix="corral-outputs-", dir=_root() or None))
         return os.path.join(_outputs[0], str(next(_numbers)))
 
 
@@ -111,12 +131,15 @@ def close() -> None:
         kept, _kept[:] = list(_kept), []
         outputs, _outputs[:] = list(_outputs), []
         dogs, _dogs[:] = list(_dogs), []
+        roots, _roots[:] = list(_roots), []
     for w in kept:
         w.close()
     for dog in dogs:
         dog.close()
     for path in outputs:
         shutil.rmtree(path, ignore_errors=True)
+    for root in roots:
+        root.release()
 
 
 def run_job(channel: Any, spec: dict[str, Any], attach: Callable[[Any], None]) -> None:
@@ -136,6 +159,7 @@ def run_job(channel: Any, spec: dict[str, Any], attach: Callable[[Any], None]) -
             command=spec.get("command"),
             argv=tuple(argv) if argv else None,
             env=env,
+            workdir_root=_root(),
             timeout=spec.get("timeout"),
             grace=float(spec.get("grace", 5.0)),
             log_limit=int(spec.get("log_limit", 16 * 1024 * 1024)),
@@ -249,6 +273,8 @@ def serve(channel: Any) -> None:
     if message[0] == "install":
         started = time.monotonic()
         install(message[1])
+        # in the module the job channels import: this copy runs as `__channelexec__`
+        sys.modules[ITSELF].claim(message[2])
         channel.send(("ready", about(), time.monotonic() - started))
     elif message[0] == "jobs":
         serve_jobs(channel)

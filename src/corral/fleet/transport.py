@@ -72,7 +72,7 @@ def ssh_spec(host: Host, ssh_config: str = "") -> str:
 
 # A job's channel once the connection is set up: `remote` is already in the host's interpreter,
 # so the job costs no source to send and compile (about 2 ms a job against shipping the module)
-JOB_CHANNEL = f"from {remote.__name__} import serve\nserve(channel)"
+JOB_CHANNEL = f"from {remote.ITSELF} import serve\nserve(channel)"
 # Job channels kept open for later jobs, per host (the host's slots, at most, are busy at once)
 KEEP_CHANNELS = 16
 
@@ -83,7 +83,7 @@ def _shipped() -> dict[str, str]:
     helpers = (askpass, limits, masking, sandbox, watchdog, workdirs)
     shipped = {m.__name__: inspect.getsource(m) for m in helpers}
     shipped[remote.EXECUTOR] = inspect.getsource(executor)
-    shipped[remote.__name__] = inspect.getsource(remote)
+    shipped[remote.ITSELF] = inspect.getsource(remote)
     return shipped
 
 
@@ -132,7 +132,7 @@ class Transport:
         gw = self._group.makegateway(ssh_spec(self.host, self.ssh_config))
         try:
             channel = gw.remote_exec(remote)
-            channel.send(("install", _shipped()))
+            channel.send(("install", _shipped(), self.host.site))
             reply = channel.receive(HELLO_TIMEOUT)
             channel.waitclose(HELLO_TIMEOUT)
         except Exception:

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 MODE = 0o700
 KEEP = 8  # spare directories per root: enough for the slots of one worker
 LOCK = ".corral-worker.lock"  # held by the live worker whose root it is
-MADE = ("attempt-", "corral-task-")  # how the executor and the task pool name what they make
+# how the executor, the task pool and a fleet host's outputs name what they make
+MADE = ("attempt-", "corral-task-", "corral-outputs-")
 WORKER = "corral-worker-"  # a `corral worker`'s own root, by its name (`worker_root`)
 
 
