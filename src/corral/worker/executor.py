@@ -9,6 +9,7 @@ import math
 import os
 import random
 import re
+import resource
 import select
 import signal
 import subprocess
@@ -847,12 +848,13 @@ class _Loop:
             resources["pid_namespace"] = 1.0
         ru = self.rusage
         if ru is not None:
-            maxrss = float(ru.ru_maxrss)
-            if sys.platform == "darwin":
-                maxrss /= 1024  # bytes there, KiB on Linux
             resources["user_cpu_s"] = ru.ru_utime
             resources["sys_cpu_s"] = ru.ru_stime
-            resources["max_rss_kib"] = maxrss
+            # Started by vfork (as Popen starts it), the job's process took on this process's
+            # peak RSS at its exec (Linux keeps the larger of the two): a figure no larger than
+            # that peak may be the worker's own, so only a larger one is the job's.
+            if ru.ru_maxrss > resource.getrusage(resource.RUSAGE_SELF).ru_maxrss:
+                resources["max_rss_kib"] = _kib(ru.ru_maxrss)
         return ExecResult(
             outcome=outcome,
             exit_code=code,
@@ -863,6 +865,10 @@ class _Loop:
             output_bytes=self.total,
             truncated=self.truncated,
         )
+
+
+def _kib(maxrss: int) -> float:
+    return maxrss / 1024 if sys.platform == "darwin" else float(maxrss)  # bytes there
 
 
 class _Waker:
