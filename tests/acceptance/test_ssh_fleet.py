@@ -155,6 +155,13 @@ def test_a_dropped_connection_kills_the_remote_job_and_the_host_comes_back(
         hosts = {h["site"]: h for h in server.http().get("/api/v1/hosts").json()["hosts"]}
         assert hosts["web9"]["reachability"] == "unreachable"
         assert "web9" in hosts["web9"]["error"]
+        # trying again while its sshd is down: the reason is ssh's own, not "see the log"
+        checked = server.cli("hosts", "check", "--json", timeout=60)
+        assert checked.code != 0, checked
+        found = {h["site"]: h for h in json.loads(checked.out)}
+        assert found["web9"]["reachability"] == "unreachable"
+        assert re.search(r"port \d+: Connection refused", found["web9"]["error"]), found["web9"]
+        assert found["web10"]["reachability"] == "connected"
     finally:
         ssh_fleet.start("web9")
     # reopened once sshd is back: the job waits out the back-off, then runs there

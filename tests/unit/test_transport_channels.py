@@ -145,3 +145,22 @@ def test_a_site_s_jobs_work_in_its_own_directory_cleared_of_a_killed_connection_
     assert root.is_dir()  # kept for the site's next connection
     os.remove(root / ".corral-worker.lock")
     root.rmdir()
+
+
+def test_what_ssh_said_is_its_last_line_and_after_the_connection_only_for_a_drop(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "web1.log"
+    t = transport.Transport(Host(site="web1", ssh="nobody@web1"), ssh_log=str(log))
+    assert t.ssh_said() == ""  # nothing written yet
+    assert "-E " + str(log) in transport.ssh_spec(t.host, "", t.ssh_log)
+    log.write_text("Warning: Permanently added 'web1' to the list of known hosts.\r\n\n")
+    t._said_before = log.stat().st_size  # the connection came up here
+    assert t.ssh_said().startswith("Warning: Permanently added")
+    assert t.ssh_said(since_up=True) == ""  # how it began says nothing of why it dropped
+    with log.open("a") as f:
+        f.write("Timeout, server web1 not responding.\r\n")
+    assert t.ssh_said(since_up=True) == "Timeout, server web1 not responding."
+    log.write_text("x" * 10_000 + "\n")
+    assert 400 < len(t.ssh_said()) <= transport.SSH_SAID_MAX
+    assert transport.Transport(Host(site="w", ssh="n@w")).ssh_said() == ""  # ssh's stderr

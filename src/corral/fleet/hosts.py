@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -366,7 +369,13 @@ class Fleet:
     ) -> None:
         self.coordinator = coordinator
         self.inventory = inventory
-        self.transports = {h.site: Transport(h, ssh_config) for h in inventory.hosts}
+        # each host's ssh writes its own messages to a file here, read back for the reason
+        # a job or a check gives (the server's stderr would hold them, unattributed)
+        self.ssh_logs = tempfile.mkdtemp(prefix="corral-ssh-")
+        self.transports = {
+            h.site: Transport(h, ssh_config, os.path.join(self.ssh_logs, f"{h.site}.log"))
+            for h in inventory.hosts
+        }
         self.agents: list[HostAgent] = []
         self.leaser = FleetLeaser(coordinator)
         self.reporter = FleetReporter(coordinator)
@@ -396,6 +405,7 @@ class Fleet:
         self.reporter.stop()
         for transport in self.transports.values():
             transport.close()
+        shutil.rmtree(self.ssh_logs, ignore_errors=True)
 
     def states(self) -> list[tuple[Host, HostState]]:
         return [(h, self.transports[h.site].state()) for h in self.inventory.hosts]

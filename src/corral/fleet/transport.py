@@ -7,6 +7,7 @@ import inspect
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ TIDY_TIMEOUT = 2.0  # seconds a host may take to remove its kept directories whe
 # ssh notices a dead peer after about ALIVE_INTERVAL * ALIVE_COUNT seconds without an answer
 ALIVE_INTERVAL = 5
 ALIVE_COUNT = 3
+SSH_SAID_MAX = 500  # characters of ssh's last message kept for a reason
 
 
 class Unreachable(Exception):
@@ -47,8 +49,9 @@ class HostState:
     retry_in: float = 0.0
 
 
-def ssh_spec(host: Host, ssh_config: str = "") -> str:
-    """The execnet spec: `ssh` runs with the user's own configuration and agent, non-interactive."""
+def ssh_spec(host: Host, ssh_config: str = "", ssh_log: str = "") -> str:
+    """The execnet spec: `ssh` runs with the user's own configuration and agent, non-interactive;
+    its own messages go to `ssh_log` when given (see `Transport.ssh_said`)."""
     args = [
         "-o",
         "BatchMode=yes",
@@ -63,6 +66,8 @@ def ssh_spec(host: Host, ssh_config: str = "") -> str:
         args += ["-p", str(host.port)]
     if host.identity:
         args += ["-i", host.identity]
+    if ssh_log:
+        args += ["-E", ssh_log]
     args.append(host.ssh)
     spec = f"ssh={' '.join(args)}//python={host.python}//id={host.site}"
     if ssh_config:
@@ -90,9 +95,13 @@ def _shipped() -> dict[str, str]:
 class Transport:
     """One host's connection. Thread-safe: jobs in several slots share the gateway."""
 
-    def __init__(self, host: Host, ssh_config: str = "") -> None:
+    def __init__(self, host: Host, ssh_config: str = "", ssh_log: str = "") -> None:
         self.host = host
         self.ssh_config = ssh_config
+        # where this host's ssh writes what it has to say (why it could not connect, say),
+        # instead of the server's stderr; "" leaves it there
+        self.ssh_log = ssh_log
+        self._said_before = 0  # bytes ssh wrote there before the connection was up
         self._lock = threading.Lock()
         self._group = execnet.Group()
         self._gateway: Any = None
@@ -120,7 +129,7 @@ class Transport:
             try:
                 gw = self._open()
             except Exception as exc:
-                self._failed_locked(_describe(exc))
+                self._failed_locked(_describe(exc, self.ssh_said()))
                 raise Unreachable(self._error) from None
             self._gateway = gw
             self._failures = 0
@@ -129,7 +138,10 @@ class Transport:
 
     def _open(self) -> Any:
         started = time.monotonic()
-        gw = self._group.makegateway(ssh_spec(self.host, self.ssh_config))
+        if self.ssh_log:
+            with open(self.ssh_log, "w", opener=_private):  # this connection's words only
+                pass
+        gw = self._group.makegateway(ssh_spec(self.host, self.ssh_config, self.ssh_log))
         try:
             channel = gw.remote_exec(remote)
             channel.send(("install", _shipped(), self.host.site))
@@ -140,10 +152,28 @@ class Transport:
             raise
         self._about = dict(reply[1])
         self._latency = time.monotonic() - started
+        self._said_before = _size(self.ssh_log)
         log.info(
             "connected to %s (%s): Python %s", self.host.site, self.host.ssh, self._about["python"]
         )
         return gw
+
+    def ssh_said(self, since_up: bool = False) -> str:
+        """The last thing this host's ssh wrote of its own ("Connection refused", "Permission
+        denied (publickey)"), or "" when it said nothing or writes to the server's stderr.
+        `since_up`: only since the connection was made (why it dropped, not how it began)."""
+        if not self.ssh_log:
+            return ""
+        try:
+            with open(self.ssh_log, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                start = max(self._said_before if since_up else 0, size - SSH_SAID_MAX)
+                f.seek(start)
+                tail = f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        lines = [line.strip() for line in tail.splitlines() if line.strip()]
+        return lines[-1][:SSH_SAID_MAX] if lines else ""
 
     def job_channel(self) -> tuple[JobChannel, int]:
         """A job channel (a kept one, or a new one) and a number for the job.
@@ -237,7 +267,7 @@ class Transport:
         except Unreachable:
             return self.state()
         except Exception as exc:
-            self.dropped(_describe(exc))
+            self.dropped(_describe(exc, self.ssh_said()))
             return self.state()
         with self._lock:
             self._about = dict(reply[1])
@@ -371,6 +401,9 @@ class RemoteExecution:
         """The channel (or the whole connection) went before the job's end came."""
         with self._lock:
             self._channel = None
+        said = self.transport.ssh_said(since_up=True)
+        if said:
+            why = f"{why}: {said}"
         self.transport.dropped(why)
         with contextlib.suppress(Exception):  # a channel of a connection that is gone
             job_channel.channel.close()
@@ -396,13 +429,26 @@ def _ended(outcome: str, reason: str, started: float) -> ExecResult:
     return ExecResult(outcome, None, reason, started, time.time(), {}, 0, False)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, ssh_said: str = "") -> str:
     if isinstance(exc, execnet.HostNotFound):
-        # its text is ssh's arguments; ssh's own words went to the server's stderr
+        # its text is ssh's arguments, not why: that is in ssh's own words
+        if ssh_said:  # "ssh: connect to host … port 22: Connection refused", say
+            return ssh_said
         return "ssh could not connect or log in (ssh's message is in the server's log)"
     text = str(exc).strip().splitlines()
     first = text[-1] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size if path else 0
+    except OSError:
+        return 0
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 def _exit_quietly(gw: Any, tidy: bool = False) -> None:
