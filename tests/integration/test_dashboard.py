@@ -327,3 +327,17 @@ def test_outputs_download_with_the_session_and_only_in_their_project(
     with TestClient(create_app(coord), follow_redirects=False) as other:
         login(other, token(coord, admin, "reader", "team-b"))
         assert other.get(f"/objects/{sha}").status_code == 404
+
+
+def test_a_browser_at_a_path_with_no_page_gets_a_page_saying_so(app_client: TestClient) -> None:
+    html = {"accept": "text/html,application/xhtml+xml"}
+    answer = app_client.get("/no/such/<b>page</b>", headers=html)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "Not found" in answer.text and "<b>page</b>" not in answer.text  # escaped
+    assert 'href="/runs"' in answer.text
+    # the API, and a client that does not ask for a page, keep their JSON
+    for path, headers in (("/api/v1/nope", html), ("/no/such/page", {})):
+        answer = app_client.get(path, headers=headers)
+        assert answer.status_code == 404
+        assert answer.json()["error"]["message"] == "Not Found"

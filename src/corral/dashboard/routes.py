@@ -138,6 +138,19 @@ def fragment(template: str, **context: Any) -> str:
     return templates.get_template(template).render(**context)
 
 
+def missing_page(request: Request) -> HTMLResponse | None:
+    """A browser's GET of a path with no page (a typo, an old link): the dashboard's own
+    not-found page rather than the API's JSON; None for anything else."""
+    if (
+        request.method != "GET"
+        or request.url.path.startswith("/api/")
+        or "text/html" not in request.headers.get("accept", "")
+    ):
+        return None
+    message = f"there is no page at {request.url.path}"
+    return render("error.html", 404, code=404, message=message, me=None)
+
+
 def safe_next(value: str | None) -> str:
     """Only a path on this server: never another site (`//host`, `/\\host`, `https:`)."""
     if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
