@@ -341,3 +341,37 @@ def test_a_browser_at_a_path_with_no_page_gets_a_page_saying_so(app_client: Test
         answer = app_client.get(path, headers=headers)
         assert answer.status_code == 404
         assert answer.json()["error"]["message"] == "Not Found"
+
+
+# execnet leaves the pipes of an ssh that could not connect to the garbage collector
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_the_workers_page_says_whether_each_fleet_host_can_be_reached(
+    app_client: TestClient, coord: Coordinator, admin: Principal
+) -> None:
+    import shutil
+
+    from corral.fleet.hosts import Fleet
+    from corral.fleet.inventory import Host, Inventory
+    from corral.fleet.transport import Unreachable
+
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client here (Debian openssh-client)")
+    down = Host(site="down1", ssh="nobody@127.0.0.1", port=1)  # nothing listens on port 1
+    fleet = Fleet(coord, Inventory((down, Host(site="later1", ssh="nobody@127.0.0.1"))))
+    fleet.start()
+    try:
+        with pytest.raises(Unreachable):
+            fleet.transports["down1"].gateway()  # what a job for it would have tried
+        app_client.app.state.fleet = fleet  # type: ignore[attr-defined]
+        login(app_client, coord.create_token(admin, "admin")[1])
+        page = app_client.get("/workers").text
+    finally:
+        fleet.stop()
+    rows = {}
+    for row in page.split("<tr")[1:]:
+        found = re.search(r"<strong>([^<]+)</strong>", row)
+        if found:
+            rows[found.group(1)] = row
+    assert "over SSH: nobody@127.0.0.1:1" in rows["down1"]
+    assert "unreachable" in rows["down1"] and "Connection refused" in rows["down1"]
+    assert "not connected yet" in rows["later1"]

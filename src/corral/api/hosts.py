@@ -15,7 +15,8 @@ router = APIRouter(prefix="/api/v1")
 Who = Annotated[Principal, Depends(principal)]
 
 
-def _fleet(request: Request) -> Fleet | None:
+def fleet_of(request: Request) -> Fleet | None:
+    """The server's fleet, or None when its inventory lists no host."""
     fleet: Fleet | None = getattr(request.app.state, "fleet", None)
     return fleet
 
@@ -25,7 +26,7 @@ def list_hosts(request: Request, who: Who) -> dict[str, Any]:
     """The inventory's sites: address, roles, and whether the coordinator holds a connection."""
     if who.kind not in ("admin", "submitter", "reader"):
         raise Forbidden(f"a {who.kind} token cannot list hosts")
-    fleet = _fleet(request)
+    fleet = fleet_of(request)
     return {"hosts": [host_json(h, s) for h, s in fleet.states()] if fleet else []}
 
 
@@ -33,5 +34,5 @@ def list_hosts(request: Request, who: Who) -> dict[str, Any]:
 def check_hosts(request: Request, who: Who) -> dict[str, Any]:
     """Connect to every host now and report its Python and the latency of a round trip."""
     who.require_admin()
-    fleet = _fleet(request)
+    fleet = fleet_of(request)
     return {"hosts": [host_json(h, s) for h, s in fleet.check()] if fleet else []}

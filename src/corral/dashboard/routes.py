@@ -19,11 +19,13 @@ from starlette.concurrency import run_in_threadpool
 
 from corral import events
 from corral.api.deps import call, coordinator
+from corral.api.hosts import fleet_of
 from corral.auth import Principal
 from corral.coordinator import Coordinator
 from corral.dashboard import views
 from corral.dashboard.sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same
 from corral.errors import CorralError, Forbidden, InvalidInput, NotFound, Unauthorized
+from corral.fleet.hosts import Fleet, host_json
 from corral.store.pages import by_job
 
 HERE = Path(__file__).parent
@@ -639,11 +641,14 @@ async def matrix_stream(request: Request) -> Response:
 # -- workers --------------------------------------------------------------------------------
 
 
-def _workers_context(coord: Coordinator, me: Viewer) -> dict[str, Any]:
+def _workers_context(coord: Coordinator, me: Viewer, fleet: Fleet | None) -> dict[str, Any]:
     now = time.time()
     return {
         "workers": [(w, w.state(now, coord.offline_after)) for w in coord.workers(me.who)],
         "busy": coord.busy_jobs(me.who),
+        # a site's worker is online whenever the server is: whether its host can be reached
+        # is the connection's to say
+        "hosts": {h.site: host_json(h, s) for h, s in fleet.states()} if fleet else {},
         "me": me,
         "now": now,
     }
@@ -653,7 +658,7 @@ def _workers_context(coord: Coordinator, me: Viewer) -> dict[str, Any]:
 @page
 async def workers_page(request: Request) -> Response:
     me = await viewer(request)
-    ctx = await call(request, _workers_context, coordinator(request), me)
+    ctx = await call(request, _workers_context, coordinator(request), me, fleet_of(request))
     return render("workers.html", **ctx, page="workers")
 
 
@@ -663,7 +668,7 @@ async def workers_stream(request: Request) -> Response:
         coord = coordinator(request)
         # busy slots follow the runs; last seen moves on its own: a wake-up at least every 5 s
         async for _ in _wakeups(request, coord, lambda: RUNS_TOPIC, pause=1.0, every=5.0):
-            ctx = await call(request, _workers_context, coord, me)
+            ctx = await call(request, _workers_context, coord, me, fleet_of(request))
             html = fragment("_workers.html", **ctx)
             yield _event("replace", {"target": "workers-live", "html": html})
 
