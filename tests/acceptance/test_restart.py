@@ -138,7 +138,9 @@ def test_a_worker_killed_mid_job_takes_its_job_with_it_and_its_restart_takes_ove
     pid_text, workdir = pids.read_text().split()[:2]
     pid = int(pid_text)
     # in a directory of the worker's own, which its next process clears
-    assert Path(workdir).parent == cluster.base / "work" / "corral-worker-crashy"
+    own = cluster.base / "work" / "corral-worker-crashy"
+    assert Path(workdir).parent == own
+    assert f"working in {own}" in worker.stdout().replace("\n", ""), worker.tail()
 
     worker.signal(signal.SIGKILL)
     worker.wait(10)

@@ -274,7 +274,10 @@ def worker_cmd(
     handler = on_signal(agent, lambda m: out.print(f"[yellow]{m}[/]"))
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    out.print(f"worker [bold]{link.worker_name}[/] joined {server} with {slots} slots")
+    out.print(
+        f"worker [bold]{link.worker_name}[/] joined {server} with {slots} slots, "
+        f"working in {root.path}"
+    )
     heap.settle()  # joined and ready: its start-up heap is left out of collections
     try:
         agent.run()
