@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from corral.worker.executor import ExecSpec, Execution
 from corral.worker.workdirs import Workdirs
 
@@ -200,6 +202,19 @@ def test_a_worker_s_root_made_by_someone_else_or_a_link_is_not_used(tmp_path: Pa
             assert list(theirs.iterdir()) == []
         finally:
             found.release()
+
+
+def test_a_worker_s_root_is_absolute_whatever_it_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.worker.workdirs import worker_root
+
+    monkeypatch.chdir(tmp_path)
+    root = worker_root("work", "w")
+    try:
+        assert root.path == str(tmp_path / "work" / "corral-worker-w")
+    finally:
+        root.release()
 
 
 def test_a_worker_s_root_for_jobs_run_as_another_user_is_searchable_not_listable(

@@ -114,6 +114,7 @@ def worker_root(base: str, name: str, mode: int = MODE) -> WorkerRoot:
     link), or another live process of the same name holds it, the worker takes a fresh
     directory beside it instead. `mode` 0711 lets jobs run as another user reach their own
     directories without listing the others. OSError when `base` cannot hold one."""
+    base = os.path.abspath(base)  # the attempts' and task processes' directories under it too
     os.makedirs(base, exist_ok=True)
     path = os.path.join(base, WORKER + name)
     with contextlib.suppress(FileExistsError):
