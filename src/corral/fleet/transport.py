@@ -267,7 +267,7 @@ class Transport:
         except Unreachable:
             return self.state()
         except Exception as exc:
-            self.dropped(_describe(exc, self.ssh_said()))
+            self.dropped(_describe(exc, self.ssh_said(since_up=True)))
             return self.state()
         with self._lock:
             self._about = dict(reply[1])
@@ -372,10 +372,9 @@ class RemoteExecution:
             self._end(_ended("failed", str(exc), started))
             return
         except Exception as exc:
-            self.transport.dropped(_describe(exc))
-            self._end(
-                _ended("failed", f"cannot start the job on {site}: {_describe(exc)}", started)
-            )
+            why = _describe(exc, self.transport.ssh_said(since_up=True))
+            self.transport.dropped(why)
+            self._end(_ended("failed", f"cannot start the job on {site}: {why}", started))
             return
         with self._lock:
             self._channel, self._number = job_channel.channel, number
@@ -437,7 +436,8 @@ def _describe(exc: BaseException, ssh_said: str = "") -> str:
         return "ssh could not connect or log in (ssh's message is in the server's log)"
     text = str(exc).strip().splitlines()
     first = text[-1] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    said = f" ({ssh_said})" if ssh_said else ""
+    return (f"{type(exc).__name__}: {first}" if first else type(exc).__name__) + said
 
 
 def _size(path: str) -> int:
