@@ -5,6 +5,7 @@
     python -m bench.limits leases    # a fleet's lease round in the store, 20 and 200 sites
     python -m bench.limits waits     # W2's call (`submit?wait` of one task job), fresh servers
     python -m bench.limits rounds    # W6's coordinator-side round on 20 sshd hosts
+    python -m bench.limits cpu       # W6's round, corral's and execnet's: the machine's CPU
     python -m bench.limits steps     # W2's call and W1's submit taken apart, each step alone
 
 `local` runs N task jobs (`noop`, already submitted, no HTTP) three ways in one process, on
@@ -38,6 +39,12 @@ it prints each server's p50 and p99.
 `rounds` starts 20 sshd hosts and a `corral serve` with them in its inventory, and times N
 coordinator-side rounds (one run of `true` on every host, submitted with `wait`, after 30 to
 connect and warm up), as W6's `corral (API)` does; it prints each repetition's median.
+
+`cpu` runs W6's round for corral (API) and bare execnet in turn on the same 20 sshd hosts,
+N rounds a set, and prints each set's median round and the whole machine's CPU a round from
+`/proc`, by kind of process: the coordinator (execnet's caller), the hosts' Python (with
+their watchdogs), the `true` processes (the CPU the hosts' Python reaped), ssh and sshd,
+corral's client, and the rest.
 
 `steps` takes W2's call apart and times each step it cannot do without, alone, on one thread
 of one process (a store with no worker; nothing else runs, no thread hands work to another):
@@ -374,6 +381,99 @@ def rounds(n: int, reps: int) -> None:
         print(f"repetition {rep + 1}: median round {statistics.median(took):.1f} ms over {n}")
 
 
+def _processes() -> dict[int, tuple[str, float, float]]:
+    """Every process's kind, CPU seconds, and CPU seconds of its reaped children (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float, float]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+        if comm.startswith("sshd") or comm == "ssh":
+            kind = "ssh and sshd"
+        elif "corral" in cmd and " serve" in cmd:
+            kind = "the coordinator"
+        elif comm.startswith("python") and "exec(eval(" in cmd:
+            kind = "the hosts' Python"
+        elif comm.startswith("python") and "-S -c" in cmd:
+            kind = "the hosts' Python"  # each connection's watchdog
+        elif int(name) == os.getpid():
+            kind = "the coordinator"  # execnet's caller is this process
+        else:
+            kind = "other"
+        out[int(name)] = (kind, (utime + stime) / tick, (cutime + cstime) / tick)
+    return out
+
+
+def cpu(n: int, reps: int) -> None:
+    """W6's round, corral's (API) and execnet's, alternating on the same 20 sshd hosts: the
+    median round and every process's CPU a round, by kind. The `true` processes are counted
+    as the CPU the hosts' Python reaped. corral's client is this process too: its part is
+    counted with "the coordinator" for execnet and apart for corral."""
+    from bench import sshd_fleet
+    from bench.w6_fleet import CorralFleet, Execnet
+
+    work = Path(tempfile.mkdtemp(prefix="corral-limits-"))
+    work.chmod(0o755)  # the hosts' user reads its keys below it
+    fleet = sshd_fleet.start(work / "sshd", 20)
+    try:
+        corral = CorralFleet(fleet, work / "corral")
+        execnet = Execnet(fleet, work / "execnet")
+        try:
+            corral.cold()
+            execnet.cold()
+            sites = corral.sites
+            for _ in range(20):
+                corral.api_round(sites)
+                execnet.warm()
+            me = os.getpid()
+            for rep in range(reps):
+                for name, round_ in (
+                    ("corral", lambda: corral.api_round(sites)),
+                    ("execnet", execnet.warm),
+                ):
+                    before = _processes()
+                    took = []
+                    for _ in range(n):
+                        t0 = time.perf_counter()
+                        round_()
+                        took.append((time.perf_counter() - t0) * 1000)
+                    after = _processes()
+                    spent: dict[str, float] = {}
+                    for pid, (kind, used, reaped) in after.items():
+                        was = before.get(pid, (kind, 0.0, 0.0))
+                        if pid == me and name == "corral":
+                            kind = "corral's client"
+                        spent[kind] = spent.get(kind, 0.0) + used - was[1]
+                        if kind == "the hosts' Python":
+                            spent["the `true` processes"] = (
+                                spent.get("the `true` processes", 0.0) + reaped - was[2]
+                            )
+                    parts = ", ".join(
+                        f"{k} {v * 1000 / n:.1f}" for k, v in sorted(spent.items()) if v > 0
+                    )
+                    total = sum(spent.values()) * 1000 / n
+                    print(
+                        f"set {rep + 1} {name}: median round {statistics.median(took):.1f} ms; "
+                        f"CPU ms a round {total:.1f}: {parts}",
+                        flush=True,
+                    )
+        finally:
+            corral.close()
+            execnet.close()
+    finally:
+        fleet.stop()
+
+
 def steps(n: int) -> None:
     """W2's call taken apart: each step it cannot do without, timed alone on one thread (no
     thread hand-offs, nothing else running), and the HTTP round trip with no work at all."""
@@ -504,13 +604,15 @@ def leases(rounds: int, sites: tuple[int, ...] = (20, 200)) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.limits", description=__doc__.split("\n")[0])
-    ap.add_argument("probe", choices=["local", "submits", "leases", "waits", "rounds", "steps"])
+    ap.add_argument(
+        "probe", choices=["local", "submits", "leases", "waits", "rounds", "cpu", "steps"]
+    )
     ap.add_argument(
         "-n",
         type=int,
         default=0,
         help="jobs (local: 5000), submits (2000), calls (waits: 400) or rounds (leases: 250, "
-        "rounds: 200)",
+        "rounds: 200, cpu: 100 a set)",
     )
     ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args(argv)
@@ -522,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         waits(a.n or 400, a.reps)
     elif a.probe == "rounds":
         rounds(a.n or 200, a.reps)
+    elif a.probe == "cpu":
+        cpu(a.n or 100, a.reps)
     elif a.probe == "steps":
         steps(a.n or 1000)
     else:
