@@ -194,3 +194,6 @@ def ssh_fleet(missing_service: Callable[[str, str], NoReturn]) -> Iterator[SshFl
             fleet.stop_all()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        # the sites' own directories the hosts' Python kept in the machine's temp folder
+        for site in Path(tempfile.gettempdir()).glob("corral-worker-site-web*"):
+            shutil.rmtree(site, ignore_errors=True)

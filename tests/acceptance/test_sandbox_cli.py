@@ -139,7 +139,7 @@ def test_unknown_secrets_and_denied_networks_are_refused_at_submit(
     assert cluster.http().get("/api/v1/runs").json()["runs"] == []
 
 
-def test_a_worker_without_bwrap_refuses_to_take_code_jobs(cluster: Cluster) -> None:
+def test_a_worker_without_bwrap_refuses_to_take_code_jobs(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start(local_slots=0)
     env = base_env()
     env["PATH"] = "/nonexistent"
@@ -154,6 +154,8 @@ def test_a_worker_without_bwrap_refuses_to_take_code_jobs(cluster: Cluster) -> N
             cluster.join_token(),
             "--allow",
             "command,code",
+            "--workdir",
+            str(tmp_path / "work"),
         ],
         capture_output=True,
         env=env,

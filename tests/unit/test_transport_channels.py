@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,9 +31,11 @@ def _connect(site: str) -> transport.Transport:
 
 @pytest.fixture
 def host() -> Iterator[transport.Transport]:
-    t = _connect("here")
+    site = f"here-{uuid.uuid4().hex[:8]}"
+    t = _connect(site)
     yield t
     t.close()
+    shutil.rmtree(Path(tempfile.gettempdir(), f"corral-worker-site-{site}"), ignore_errors=True)
 
 
 def _run(t: transport.Transport, command: str) -> tuple[Any, list[str]]:
