@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,9 @@ class SshFleet:
         for p in reversed(self.procs):
             p.stop(grace=3)
         self.procs.clear()
+        # the directories corral's connections kept for its sites in the hosts' temp folder
+        for h in self.hosts:
+            shutil.rmtree(Path(tempfile.gettempdir(), f"corral-worker-site-{h.site}"), True)
 
 
 def missing() -> list[str]:
