@@ -321,3 +321,45 @@ def test_shared_values_flow_to_later_jobs_per_host(server: Cluster, tmp_path: Pa
     shared = server.http().get(f"/api/v1/runs/{run_id}/shared").json()["shared"]
     assert shared["version"] == {"VERSION": "2.4.1", "NOTE": "a = b"}
     assert shared["stage[web2]"] == {"SLOT": "slot-web2"}
+
+
+def test_exec_on_a_terminal_shows_where_the_hosts_stand_while_they_run(server: Cluster) -> None:
+    """On a terminal, a status line under the hosts' lines (gone at the end, before the
+    summary); the hosts' lines and the summary as without one."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    env = server.env("admin")
+    env.update(COLUMNS="120", TERM="xterm")
+    proc = subprocess.Popen(
+        [*CORRAL, "exec", "--hosts", "web3,web4", "--", "echo hi; sleep 1.5; echo bye"],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=server.base,
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([master], [], [], 1.0)[0]:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal's other end closed: the command is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(10) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+    assert re.search(r"0/2 hosts done, 2 running, \d+\.\ds", text), text
+    for site in ("web3", "web4"):
+        assert f"{site} | hi" in text and f"{site} | bye" in text, text
+        assert re.search(rf"^{site}\s+passed\s+0\s", text, re.M), text

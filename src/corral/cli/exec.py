@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn, TextIO
 
 import click
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from corral.cli.common import EXIT_ERROR, EXIT_FAILED, client_options, handle_errors, make_client
-from corral.cli.render import error, out, span, state
+from corral.cli.follow import ENDED as RUN_ENDED
+from corral.cli.render import error, isatty, out, span, state
 from corral.client import Client
 from corral.domain.labels import LabelError, matches, parse_labels
 from corral.handles import JOB_ENDED
@@ -137,12 +141,48 @@ def exec_cmd(
     ]
     for t in threads:
         t.start()
-    final = client.wait(run["id"])
+    final = _wait(client, run["id"], live=isatty())
     for t in threads:
         t.join(30.0)
     views = client.run(run["id"])["jobs"]
     out.print(summary_table(views))
     sys.exit(0 if final["state"] == "passed" else EXIT_FAILED)
+
+
+def _wait(client: Client, run_id: int, *, live: bool) -> dict[str, Any]:
+    """Wait for the run's end; on a terminal, with a status line under the hosts' output."""
+    if not live:
+        return client.wait(run_id)
+    started = time.monotonic()
+    # the hosts' lines go above the status line; stderr is taken along only when it is the
+    # terminal too (else it is a file of its own, and stays one)
+    with Live(
+        console=out,
+        refresh_per_second=4,
+        transient=True,
+        redirect_stdout=True,
+        redirect_stderr=sys.stderr.isatty(),
+    ) as view:
+        while True:
+            run = client.run(run_id)
+            view.update(Text(status_line(run["jobs"], time.monotonic() - started), "dim"))
+            if run["state"] in RUN_ENDED:
+                return run
+            client.wait(run_id, timeout=1.0)
+
+
+def status_line(jobs: Sequence[Mapping[str, Any]], elapsed: float) -> str:
+    """Where the hosts stand: "7/20 hosts done (1 failed), 12 running, 1 waiting, 3.2s"."""
+    done = sum(1 for j in jobs if j["state"] in JOB_ENDED)
+    bad = sum(1 for j in jobs if j["state"] in ("failed", "timed_out", "lost"))
+    running = sum(1 for j in jobs if j["state"] in ("leased", "running"))
+    parts = [f"{done}/{len(jobs)} hosts done" + (f" ({bad} failed)" if bad else "")]
+    if running:
+        parts.append(f"{running} running")
+    if waiting := len(jobs) - done - running:
+        parts.append(f"{waiting} waiting")
+    parts.append(f"{elapsed:.1f}s")
+    return ", ".join(parts)
 
 
 def _refuse(message: str) -> NoReturn:
