@@ -6,11 +6,12 @@ each end recorded once, instead of when their leases would have run out."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from acceptance_helpers import Cluster, pid_alive, wait_until
+from acceptance_helpers import CORRAL, Cluster, base_env, pid_alive, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -157,3 +158,46 @@ def test_a_worker_killed_mid_job_takes_its_job_with_it_and_its_restart_takes_ove
     attempts = http.get(f"/api/v1/runs/{run}/jobs/j").json()["attempt_list"]
     assert [a["state"] for a in attempts] == ["expired", "passed"]
     assert "the worker crashy stopped before the job ended" in attempts[0]["reason"]
+
+
+def test_a_second_worker_of_the_same_name_on_one_machine_is_refused_and_ends_no_job(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Its join would read as the first one's restart, which ends the jobs that one holds."""
+    cluster.start(local_slots=0, lease_ttl=LEASE_TTL)
+    cluster.worker("twin", {"pool": "twin"})
+    started = tmp_path / "started"
+    http = cluster.http()
+    job = {"command": f"touch {started}; sleep 2; echo done", "on": {"pool": "twin"}}
+    answer = http.post("/api/v1/runs", json={"name": "twins", "jobs": {"j": job}})
+    assert answer.status_code == 201, answer.text
+    run = answer.json()["id"]
+    wait_until(started.exists, 30, "the job running")
+
+    second = subprocess.run(
+        [
+            *CORRAL,
+            "worker",
+            "--server",
+            cluster.url,
+            "--token",
+            cluster.join_token(),
+            "--name",
+            "twin",
+            "--workdir",
+            str(cluster.base / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        env=base_env(),
+        timeout=60,
+    )
+    assert second.returncode == 2, second
+    assert "a worker named twin is running on this machine already" in second.stderr, second
+
+    def ended() -> bool:
+        return http.get(f"/api/v1/runs/{run}").json()["state"] in ("passed", "failed")
+
+    wait_until(ended, 30, "the run to end")
+    attempts = http.get(f"/api/v1/runs/{run}/jobs/j").json()["attempt_list"]
+    assert [a["state"] for a in attempts] == ["passed"]  # the first worker's, untouched

@@ -170,7 +170,7 @@ def test_a_worker_s_root_taken_by_a_live_namesake_gives_it_a_spare_one(tmp_path:
     running.mkdir()
     second = worker_root(str(tmp_path), "twin")
     try:
-        assert second.spare and second.path != first.path
+        assert second.spare and second.namesake and second.path != first.path
         assert Path(second.path).name.startswith("corral-worker-twin-")
         assert running.exists()  # the live one's job keeps its directory
     finally:
@@ -188,7 +188,8 @@ def test_a_worker_s_root_made_by_someone_else_or_a_link_is_not_used(tmp_path: Pa
     (tmp_path / "corral-worker-linked").symlink_to(target)
     linked = worker_root(str(tmp_path), "linked")
     try:
-        assert linked.spare and not linked.path.startswith(str(target))
+        assert linked.spare and not linked.namesake
+        assert not linked.path.startswith(str(target))
         assert list(target.iterdir()) == []  # nothing made or claimed through the link
     finally:
         linked.release()

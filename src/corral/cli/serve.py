@@ -240,6 +240,9 @@ def worker_cmd(
     except OSError as exc:
         error(f"cannot make working directories in {workdir or tempfile.gettempdir()}: {exc}")
         sys.exit(EXIT_ERROR)
+    except ValueError as exc:
+        error(str(exc))
+        sys.exit(EXIT_ERROR)
     try:
         confine = _confinement(kinds, root.path, run_as)
         link = HttpLink(
@@ -291,17 +294,25 @@ def worker_cmd(
 
 def _root(workdir: str, name: str, run_as: str | None) -> WorkerRoot:
     """The worker's own directory for its attempts (`workdirs.worker_root`), cleared of what
-    its dead process left; searchable by others when jobs run as another user."""
+    its dead process left; searchable by others when jobs run as another user. ValueError
+    when a live worker of the same name holds it."""
     from corral.worker import workdirs
 
     base = workdir or tempfile.gettempdir()
+    usual = os.path.join(os.path.abspath(base), workdirs.WORKER + name)
     root = workdirs.worker_root(base, name, 0o711 if run_as else workdirs.MODE)
+    if root.namesake:
+        # its join would read as that worker's restart, and end the jobs it is running
+        root.release()
+        raise ValueError(
+            f"a worker named {name} is running on this machine already (it holds {usual}): "
+            "stop it first, or give this one another --name"
+        )
     if root.spare:
         logging.getLogger("corral.worker").warning(
-            "%s is not this worker's to use (another process named %s holds it, or another "
-            "account made it): working in %s",
-            os.path.join(base, workdirs.WORKER + name),
-            name,
+            "%s is not this worker's to use (another account made it, or it is a link): "
+            "working in %s",
+            usual,
             root.path,
         )
     return root

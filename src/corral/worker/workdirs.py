@@ -99,6 +99,8 @@ class WorkerRoot:
     path: str
     lock: int  # the descriptor `claim_root` holds
     spare: bool  # not the worker's usual root (that one was taken): removed when it stops
+    # the usual root is held by a live process of the same name on this machine
+    namesake: bool = False
 
     def release(self) -> None:
         os.close(self.lock)
@@ -120,17 +122,19 @@ def worker_root(base: str, name: str, mode: int = MODE) -> WorkerRoot:
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, mode)
     st = os.lstat(path)
+    namesake = False
     if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
         if stat.S_IMODE(st.st_mode) != mode:
             os.chmod(path, mode)
         fd = claim_root(path)
         if fd is not None:
             return WorkerRoot(path, fd, spare=False)
+        namesake = True
     spare = tempfile.mkdtemp(prefix=f"{WORKER}{name}-", dir=base)
     os.chmod(spare, mode)
     fd = claim_root(spare)
     assert fd is not None  # new, and ours alone
-    return WorkerRoot(spare, fd, spare=True)
+    return WorkerRoot(spare, fd, spare=True, namesake=namesake)
 
 
 def remove_workdir(path: str, skeleton: Sequence[str] = ()) -> None:
