@@ -126,7 +126,14 @@ class Server:
         # that died (SIGKILL, a crash) left there, the directories of the jobs it was running
         self.work_lock = claim_root(str(workdir))
         if self.work_lock is None:
-            log.warning("another corral serve holds %s: nothing left there is removed", workdir)
+            # its local worker has this one's name: a join of it would read as that worker's
+            # restart and end the jobs it is running
+            log.error(
+                "another corral serve of this home runs a local worker (it holds %s): "
+                "this one runs none",
+                workdir,
+            )
+            return
         kinds, confine = ["command", "task"], local_sandbox(s.home, workdir)
         if confine:
             kinds.append("code")

@@ -201,3 +201,43 @@ def test_a_second_worker_of_the_same_name_on_one_machine_is_refused_and_ends_no_
     wait_until(ended, 30, "the run to end")
     attempts = http.get(f"/api/v1/runs/{run}/jobs/j").json()["attempt_list"]
     assert [a["state"] for a in attempts] == ["passed"]  # the first worker's, untouched
+
+
+def test_a_second_server_of_the_same_home_runs_no_local_worker_and_ends_no_job(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Its local worker would have the first one's name, and its join would read as that
+    worker's restart."""
+    import httpx
+    from acceptance_helpers import Proc, free_port
+
+    cluster.start(local_slots=1, lease_ttl=LEASE_TTL)
+    started = tmp_path / "started"
+    http = cluster.http()
+    job = {"command": f"touch {started}; sleep 2; echo done"}
+    answer = http.post("/api/v1/runs", json={"name": "one-home", "jobs": {"j": job}})
+    assert answer.status_code == 201, answer.text
+    run = answer.json()["id"]
+    wait_until(started.exists, 30, "the job running")
+
+    port = free_port()
+    argv = [*CORRAL, "serve", "--home", str(cluster.home), "--port", str(port)]
+    argv += ["--local-slots", "1", "--lease-ttl", LEASE_TTL]
+    second = cluster.procs.add(Proc("second", argv, base_env(), cluster.logs, "server"))
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, 30, "the second server")
+    wait_until(lambda: "runs none" in second.stderr(), 10, "the second server to say why")
+    assert "another corral serve of this home runs a local worker" in second.stderr()
+
+    def ended() -> bool:
+        return http.get(f"/api/v1/runs/{run}").json()["state"] in ("passed", "failed")
+
+    wait_until(ended, 30, "the run to end")
+    attempts = http.get(f"/api/v1/runs/{run}/jobs/j").json()["attempt_list"]
+    assert [a["state"] for a in attempts] == ["passed"]  # the first server's worker's, untouched
