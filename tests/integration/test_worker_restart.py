@@ -75,3 +75,26 @@ def test_a_worker_whose_first_process_did_not_say_keeps_its_jobs(
     coord.lease(w.id, 1)
     coord.join(admin, "w1", {}, 1, ["command"], incarnation="new")
     assert _jobs(coord, run.id)["a"][0] == "leased"  # nothing says the old one is gone
+
+
+def test_a_worker_from_outside_may_not_take_the_name_of_one_inside_a_live_server(
+    coord: Coordinator, admin: Principal
+) -> None:
+    from corral.errors import Conflict
+
+    site, _ = coord.join(admin, "web1", {"site": "web1"}, 8, ["command"], local=True)
+    run = coord.submit(admin, spec({"a": {"command": "true", "on": {"site": "web1"}}}))
+    (lease,) = coord.lease(site.id, 1)
+    with pytest.raises(Conflict, match="web1 is taken by a worker inside corral serve"):
+        coord.join(admin, "web1", {"site": "elsewhere"}, 1, ["command"], incarnation="x")
+    # nothing changed: the site keeps its labels and its job
+    assert coord.worker(site.id).labels == {"site": "web1"}
+    assert _jobs(coord, run.id)["a"][0] in ("leased", "running")
+    coord.report(site.id, finished=[report(lease)])
+    assert _jobs(coord, run.id)["a"][0] == "passed"
+    # a server's own worker may take the name back (it restarted), and a name an inside
+    # worker held once it is offline (its server is gone) is free
+    coord.join(admin, "web1", {"site": "web1"}, 8, ["command"], local=True)
+    gone = Coordinator(coord.store, lease_ttl=30.0, offline_after=0.0)
+    worker, _ = gone.join(admin, "web1", {"pool": "p"}, 1, ["command"])
+    assert not worker.local and worker.labels == {"pool": "p"}
