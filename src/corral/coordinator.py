@@ -555,10 +555,16 @@ class Coordinator:
             raise InvalidInput(f"expected some of {', '.join(KINDS)}", "allow")
         if not isinstance(incarnation, str) or len(incarnation) > 64:
             raise InvalidInput("expected at most 64 characters", "incarnation")
-        if not local:
-            self._refuse_inside_name(name)
         worker, before = self.store.workers.join(
-            name, checked, slots, list(allow), local=local, incarnation=incarnation
+            name,
+            checked,
+            slots,
+            list(allow),
+            local=local,
+            incarnation=incarnation,
+            # from outside, not the name of a live worker inside a server: that join would take
+            # its labels, and so its jobs, and end the ones it runs as if it had restarted
+            inside_seen_within=None if local else self.offline_after,
         )
         self._joined[worker.id] = (frozenset(pairs(worker.labels)), frozenset(worker.allow))
         self._found_empty.pop(worker.id, None)
@@ -574,20 +580,6 @@ class Coordinator:
             self._announce(ended)
         self.hub.notify(events.WORKERS)
         return worker, secret
-
-    def _refuse_inside_name(self, name: str) -> None:
-        """A worker joining from outside may not take the name of one inside a live `corral
-        serve` (its local worker, a fleet site): the join would take that worker's labels,
-        and so its jobs, and end the ones it runs as if it had restarted."""
-        try:
-            held = self.store.workers.by_name(name)
-        except NotFound:
-            return
-        if held.local and held.state(time.time(), self.offline_after) != "offline":
-            raise Conflict(
-                f"the name {name} is taken by a worker inside corral serve (its local worker "
-                "or a fleet site): give this worker another name"
-            )
 
     def worker(self, worker_id: int) -> Worker:
         return self.store.workers.get(worker_id)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import func, insert, select, update
 
 from corral.domain.models import Worker
-from corral.errors import NotFound
+from corral.errors import Conflict, NotFound
 from corral.store import rows
 from corral.store.engine import Database
 from corral.store.tables import ACTIVE_STATES, attempts, workers
@@ -27,9 +27,12 @@ class Workers:
         allow: Sequence[str],
         local: bool = False,
         incarnation: str = "",
+        inside_seen_within: float | None = None,
     ) -> tuple[Worker, str]:
         """Register a worker, or update the one of that name (a restarted worker keeps its id);
-        and the incarnation that joined before this one ("" for none, or one that did not say)."""
+        and the incarnation that joined before this one ("" for none, or one that did not say).
+        `inside_seen_within`: Conflict, changing nothing, when the name is a worker's inside a
+        server (`local`) seen within that many seconds."""
         with self.db.write() as conn:
             now = self.db.now(conn)
             values = {
@@ -42,8 +45,20 @@ class Workers:
                 "incarnation": incarnation,
             }
             found = conn.execute(
-                select(workers.c.id, workers.c.incarnation).where(workers.c.name == name)
+                select(
+                    workers.c.id, workers.c.incarnation, workers.c.local, workers.c.last_seen
+                ).where(workers.c.name == name)
             ).one_or_none()
+            if (
+                found is not None
+                and inside_seen_within is not None
+                and found.local
+                and now - found.last_seen <= inside_seen_within
+            ):
+                raise Conflict(
+                    f"the name {name} is taken by a worker inside corral serve (its local "
+                    "worker or a fleet site): give this worker another name"
+                )
             if found is None:
                 conn.execute(insert(workers).values(name=name, joined_at=now, **values))
             else:
