@@ -299,7 +299,7 @@ def _root(workdir: str, name: str, run_as: str | None) -> WorkerRoot:
     from corral.worker import workdirs
 
     base = workdir or tempfile.gettempdir()
-    usual = os.path.join(os.path.abspath(base), workdirs.WORKER + name)
+    usual = workdirs.own_root(base, name)
     root = workdirs.worker_root(base, name, 0o711 if run_as else workdirs.MODE)
     if root.namesake:
         # its join would read as that worker's restart, and end the jobs it is running

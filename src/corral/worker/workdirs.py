@@ -108,6 +108,12 @@ class WorkerRoot:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
+def own_root(base: str, name: str) -> str:
+    """The worker `name`'s own root under `base`, absolute: the attempts' and task processes'
+    directories go under it."""
+    return os.path.join(os.path.abspath(base), WORKER + name)
+
+
 def worker_root(base: str, name: str, mode: int = MODE) -> WorkerRoot:
     """The root under `base` for the worker `name`: `base/corral-worker-NAME`, claimed
     (`claim_root`), so the same worker started again clears what its dead process left there
@@ -116,9 +122,9 @@ def worker_root(base: str, name: str, mode: int = MODE) -> WorkerRoot:
     link), or another live process of the same name holds it, the worker takes a fresh
     directory beside it instead. `mode` 0711 lets jobs run as another user reach their own
     directories without listing the others. OSError when `base` cannot hold one."""
-    base = os.path.abspath(base)  # the attempts' and task processes' directories under it too
+    path = own_root(base, name)
+    base = os.path.dirname(path)
     os.makedirs(base, exist_ok=True)
-    path = os.path.join(base, WORKER + name)
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, mode)
     st = os.lstat(path)
