@@ -853,7 +853,7 @@ class _Loop:
             # Started by vfork (as Popen starts it), the job's process took on this process's
             # peak RSS at its exec (Linux keeps the larger of the two): a figure no larger than
             # that peak may be the worker's own, so only a larger one is the job's.
-            if ru.ru_maxrss > resource.getrusage(resource.RUSAGE_SELF).ru_maxrss:
+            if ru.ru_maxrss > _own_peak(ru.ru_maxrss):
                 resources["max_rss_kib"] = _kib(ru.ru_maxrss)
         return ExecResult(
             outcome=outcome,
@@ -865,6 +865,17 @@ class _Loop:
             output_bytes=self.total,
             truncated=self.truncated,
         )
+
+
+_PEAK = [0]  # this process's peak RSS when last read: it only grows
+
+
+def _own_peak(than: int) -> int:
+    """This process's peak RSS, read again only when `than` is above the one last read: most
+    jobs' figure is no more than that, and need no system call to be told apart."""
+    if than > _PEAK[0]:
+        _PEAK[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return _PEAK[0]
 
 
 def _kib(maxrss: int) -> float:
