@@ -24,9 +24,11 @@ from typing import Any, NoReturn
 
 import pytest
 
+from corral.worker import executor
 from corral.worker.executor import Chunk, ExecResult, ExecSpec, Execution
 from corral.worker.limits import offer
 from corral.worker.sandbox import Sandbox, check, find_bwrap, find_python
+from corral.worker.tracking import tracker
 
 JOB_USER = "corral-job"
 PY = find_python()
@@ -247,7 +249,21 @@ def test_a_process_escaping_with_setsid_dies_with_a_job_that_has_limits(
     assert survivors(marker) == []
 
 
-def test_without_protection_the_setsid_escape_outlives_the_job(workroot: Path, marker: str) -> None:
+def test_a_process_escaping_with_setsid_dies_with_a_plain_job(
+    workroot: Path, marker: str, missing_service: Missing
+) -> None:
+    if tracker() is None:
+        missing_service("cgroup", "no writable cgroup v1 pids hierarchy on this machine")
+    result, log = run(escape_probe(marker), workroot)
+    assert "SPAWNED" in log and result.outcome == "passed", log
+    assert survivors(marker) == []  # gone before run() returned
+    assert result.resources["strays_killed"] >= 1.0
+
+
+def test_without_protection_the_setsid_escape_outlives_the_job(
+    workroot: Path, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor, "tracker", lambda: None)  # the process group alone
     result, log = run(escape_probe(marker), workroot)
     assert "SPAWNED" in log and result.outcome == "passed", log
     time.sleep(0.2)
@@ -408,9 +424,11 @@ def test_secrets_are_masked_in_the_reason(workroot: Path) -> None:
 
 
 def test_jobs_without_limits_skip_the_wrapper(workroot: Path) -> None:
-    result, _log = run("import os; print(os.getppid() != 1)", workroot)
-    assert result.outcome == "passed"
-    assert "cgroup_version" not in result.resources and "pid_namespace" not in result.resources
+    result, log = run(f"import os; print(os.getppid() == {os.getpid()})", workroot)
+    assert result.outcome == "passed" and log.strip() == "True", log  # started directly
+    assert "pid_namespace" not in result.resources
+    # followed by a cgroup all the same, where one can be made (worker/tracking.py)
+    assert ("cgroup_version" in result.resources) == (tracker() is not None)
 
 
 def test_the_worker_python_is_usable_by_the_job_user() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from corral.worker import executor
 from corral.worker.executor import Chunk, ExecResult, ExecSpec, Execution
+from corral.worker.tracking import tracker
 
 
 class Recorder:
@@ -82,7 +83,8 @@ def test_exit_zero_passes() -> None:
     assert result.exit_code == 0
     assert result.reason == "exit 0"
     assert result.started_at <= result.finished_at
-    assert set(result.resources) == {"user_cpu_s", "sys_cpu_s", "wall_s"}
+    tracked = {"cgroup_version"} if tracker() is not None else set()
+    assert set(result.resources) == {"user_cpu_s", "sys_cpu_s", "wall_s", *tracked}
 
 
 def test_nonzero_exit_fails() -> None:
@@ -523,8 +525,10 @@ print("done", flush=True)
 """
 
 
-def test_escaped_grandchild_holding_stdout_does_not_hang() -> None:
-    # setsid escapes the group kill; only the drain cap keeps run() from waiting on the pipe.
+def test_escaped_grandchild_holding_stdout_does_not_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    # setsid escapes the group kill; with no cgroup to follow the job, only the drain cap keeps
+    # run() from waiting on the pipe.
+    monkeypatch.setattr(executor, "tracker", lambda: None)
     t0 = time.monotonic()
     result, rec = run(ExecSpec(argv=py(ESCAPE)))
     elapsed = time.monotonic() - t0
@@ -534,6 +538,24 @@ def test_escaped_grandchild_holding_stdout_does_not_hang() -> None:
         assert result.outcome == "passed"
         assert done == "done"
         assert elapsed < 8
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_line), 9)
+
+
+def test_escaped_grandchild_dies_with_the_job_where_a_cgroup_follows_it() -> None:
+    if tracker() is None:
+        pytest.skip("no writable cgroup v1 pids hierarchy: jobs are not followed by a cgroup")
+    t0 = time.monotonic()
+    result, rec = run(ExecSpec(argv=py(ESCAPE)))
+    elapsed = time.monotonic() - t0
+    pid_line, done = rec.text("stdout").splitlines()
+    try:
+        assert wait_dead(int(pid_line), within=0.1)  # killed before run() returned
+        assert result.outcome == "passed" and done == "done"
+        assert result.resources["strays_killed"] == 1.0
+        assert result.resources["cgroup_version"] == 1.0
+        assert elapsed < 0.5  # not the drain cap: the pipe closed when the stray died
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid_line), 9)

@@ -16,6 +16,7 @@ from process_helpers import gone_within, running
 
 from corral.worker.executor import ExecSpec, Execution
 from corral.worker.task_pool import PoolOptions, TaskPool
+from corral.worker.tracking import tracker
 
 # A worker in a process of its own: it starts three jobs in sessions of their own, tells the
 # watchdog of two and takes one of those back, prints their pids, and is killed outright.
@@ -59,12 +60,16 @@ def test_the_jobs_of_a_worker_killed_outright_are_ended() -> None:
 class Told:
     def __init__(self) -> None:
         self.said: list[tuple[str, int]] = []
+        self.cgroups: list[str] = []
 
     def watch(self, pgid: int) -> None:
         self.said.append(("watch", pgid))
 
     def forget(self, pgid: int) -> None:
         self.said.append(("forget", pgid))
+
+    def watch_cgroup(self, path: str) -> None:
+        self.cgroups.append(path)
 
 
 def test_a_command_job_is_watched_while_it_runs(tmp_path: Path) -> None:
@@ -75,6 +80,8 @@ def test_a_command_job_is_watched_while_it_runs(tmp_path: Path) -> None:
     assert execution.run().outcome == "passed"
     assert execution.pid is not None
     assert told.said == [("watch", execution.pid), ("forget", execution.pid)]
+    pool = tracker()
+    assert told.cgroups == ([] if pool is None else [pool.root])
 
 
 def test_a_task_process_is_watched_while_it_lives(tmp_path: Path) -> None:

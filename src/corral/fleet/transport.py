@@ -18,7 +18,7 @@ import execnet
 
 from corral.fleet import remote
 from corral.fleet.inventory import Host
-from corral.worker import askpass, executor, limits, masking, sandbox, watchdog, workdirs
+from corral.worker import askpass, executor, limits, masking, sandbox, tracking, watchdog, workdirs
 from corral.worker.executor import Chunk, ExecResult
 
 log = logging.getLogger("corral.fleet")
@@ -85,7 +85,7 @@ KEEP_CHANNELS = 16
 def _shipped() -> dict[str, str]:
     """The executor and the standard-library-only modules it imports, in import order, and
     `remote` itself for the job channels."""
-    helpers = (askpass, limits, masking, sandbox, watchdog, workdirs)
+    helpers = (askpass, limits, masking, sandbox, tracking, watchdog, workdirs)
     shipped = {m.__name__: inspect.getsource(m) for m in helpers}
     shipped[remote.EXECUTOR] = inspect.getsource(executor)
     shipped[remote.ITSELF] = inspect.getsource(remote)

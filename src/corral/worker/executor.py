@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import logging
 import math
 import os
 import random
@@ -26,10 +27,13 @@ from corral.worker.limits import Applied
 from corral.worker.limits import offer as limits_offer
 from corral.worker.masking import Masker
 from corral.worker.sandbox import Sandbox, argv_for
+from corral.worker.tracking import Track, tracker
 from corral.worker.workdirs import Workdirs, remove_workdir
 
 if TYPE_CHECKING:
     from resource import struct_rusage
+
+log = logging.getLogger("corral.worker")
 
 _READ_SIZE = 64 * 1024
 _FLUSH_SIZE = 64 * 1024
@@ -65,6 +69,8 @@ class GroupWatch(Protocol):
     def watch(self, pgid: int) -> None: ...
 
     def forget(self, pgid: int) -> None: ...
+
+    def watch_cgroup(self, path: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class Execution:
         self._finished = False
         self._pid: int | None = None
         self._applied: Applied | None = None
+        self._track: Track | None = None
         self._askpass: SudoAskpass | None = None
         self._masker = Masker(spec.mask) if spec.mask else None
         self._stdout_copy: BinaryIO | None = None  # every byte of stdout, on disk
@@ -287,11 +294,21 @@ class Execution:
             except OSError as exc:
                 return _not_started("failed", f"could not set limits: {exc}", time.time())
             self._applied = applied
+        pool = tracker()
+        if pool is not None:
+            try:
+                self._track = pool.take()
+            except OSError as exc:
+                log.warning("job not followed by a cgroup (%s): only its group is killed", exc)
+            if self._spec.watchdog is not None:
+                self._spec.watchdog.watch_cgroup(pool.root)
         try:
             return self._run_with(workdir, env, applied)
         finally:
             if applied is not None:
                 applied.cleanup()
+            if self._track is not None and pool is not None:
+                pool.give_back(self._track)
 
     def _run_with(self, workdir: str, env: dict[str, str], applied: Applied | None) -> ExecResult:
         waker = self._waker
@@ -306,7 +323,7 @@ class Execution:
         started_at = time.time()
         started_mono = time.monotonic()
         try:
-            proc = _spawn(self._spec, env, workdir, out_w, err_w, applied)
+            proc = _spawn(self._spec, env, workdir, out_w, err_w, applied, self._track)
         except BaseException as exc:
             for fd in (out_r, out_w, err_r, err_w):
                 os.close(fd)
@@ -372,6 +389,7 @@ def _spawn(
     out_w: int,
     err_w: int,
     applied: Applied | None = None,
+    track: Track | None = None,
 ) -> subprocess.Popen[bytes]:
     extra: dict[str, Any] = {}
     if spec.user is not None:
@@ -382,18 +400,19 @@ def _spawn(
     environ = _encoded(env)
 
     def popen(argv: list[str], executable: str | None = None) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            argv,
-            executable=executable,
-            stdin=_devnull(),
-            stdout=out_w,
-            stderr=err_w,
-            cwd=cwd,
-            env=environ,
-            close_fds=True,
-            start_new_session=True,
-            **extra,
-        )
+        with contextlib.nullcontext() if track is None else track.spawning():
+            return subprocess.Popen(
+                argv,
+                executable=executable,
+                stdin=_devnull(),
+                stdout=out_w,
+                stderr=err_w,
+                cwd=cwd,
+                env=environ,
+                close_fds=True,
+                start_new_session=True,
+                **extra,
+            )
 
     def start(argv: list[str]) -> subprocess.Popen[bytes]:
         if spec.sandbox is not None:
@@ -523,6 +542,7 @@ class _Loop:
         "timeout",
         "timeout_at",
         "total",
+        "track",
         "truncated",
         "waker",
         "writers",
@@ -569,6 +589,7 @@ class _Loop:
         self.kept = 0
         self.truncated = False
         self.applied = owner._applied
+        self.track = owner._track
         self.mask = spec.mask
         self.streams: dict[int, _Stream] = {out_r: _Stream("stdout"), err_r: _Stream("stderr")}
         # poll(2) directly: no kernel object per run (unlike epoll), and none of the selectors
@@ -712,6 +733,9 @@ class _Loop:
             # Someone else reaped it (a foreign os.wait()); the status is gone.
             status, rusage = 0, None
             self.status_lost = True
+        if self.track is not None:
+            # reaped first: until then the leader's zombie counts in the group
+            self.track.end()  # what left the group (setsid), or was started by what did
         self._reaped(status, rusage)
 
     def _reaped(self, status: int, rusage: struct_rusage | None) -> None:
@@ -844,6 +868,11 @@ class _Loop:
         resources: dict[str, float] = {"wall_s": self.finished_mono - self.started_mono}
         if applied is not None:
             resources.update(applied.resources())
+        track = self.track
+        if track is not None:
+            resources["cgroup_version"] = 1.0  # every process of the job was in one
+            if track.killed:
+                resources["strays_killed"] = float(track.killed)
         if self.owner._spec.sandbox is not None:
             resources["pid_namespace"] = 1.0
         ru = self.rusage

@@ -1,9 +1,11 @@
 """A job never outlives its worker: a small process of the worker's own kills the process
 groups of the jobs still running when the worker dies, however it dies (SIGKILL, a crash, the
-out-of-memory killer), within NAP seconds: SIGTERM, then SIGKILL GRACE seconds later.
+out-of-memory killer), within NAP seconds: SIGTERM, then SIGKILL GRACE seconds later. Where the
+jobs are followed by cgroups (worker/tracking.py), every process in those is ended too, the
+ones that left their job's group included.
 
 The worker tells it each job's process group as the job starts and again when the job has
-ended, over a pipe. Only the worker holds the pipe's writing end (close-on-exec: no job
+ended, and the directory of its cgroups once, over a pipe. Only the worker holds the pipe's writing end (close-on-exec: no job
 inherits it), so the end of the pipe is the worker's death. Standard library only, run as its
 own file without importing corral: it costs a few megabytes and starts in milliseconds.
 """
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection
 
 log = logging.getLogger("corral.worker")
 
@@ -41,12 +44,19 @@ class Watchdog:
         self._fd = -1
         self._proc: subprocess.Popen[bytes] | None = None
         self._closed = False
+        self._cgroups: set[str] = set()
 
     def watch(self, pgid: int) -> None:
         self._say(f"+{pgid}\n")
 
     def forget(self, pgid: int) -> None:
         self._say(f"-{pgid}\n")
+
+    def watch_cgroup(self, path: str) -> None:
+        """Every process in the cgroup at `path`, and below it, is a job's (told once)."""
+        if path not in self._cgroups:
+            self._cgroups.add(path)
+            self._say(f"c{path}\n")
 
     def _say(self, line: str) -> None:
         with self._lock:
@@ -84,13 +94,18 @@ class Watchdog:
         self._fd = writable
 
     def close(self) -> None:
-        """The worker stops, its jobs ended: the watchdog finds nothing to kill and leaves."""
+        """The worker stops, its jobs ended: the watchdog finds nothing to kill and leaves.
+
+        The cgroups are the whole process's, shared with any other worker in it that goes on
+        running: they are taken off its list first."""
         with self._lock:
             self._closed = True
             proc, self._proc = self._proc, None
             if proc is None:
                 return
             with contextlib.suppress(OSError):
+                for path in self._cgroups:
+                    os.write(self._fd, f"u{path}\n".encode())
                 os.close(self._fd)
         try:
             proc.wait(GRACE + 5.0)
@@ -109,10 +124,12 @@ def _program() -> list[str]:
 
 
 def main() -> None:
-    """Read `+PGID` and `-PGID` lines until the worker's end of the pipe closes, then end the
-    groups still listed: SIGTERM, and SIGKILL for what is left after GRACE seconds."""
+    """Read `+PGID`, `-PGID`, `cPATH` and `uPATH` lines until the worker's end of the pipe closes, then
+    end the groups still listed and the processes in the cgroups: SIGTERM, and SIGKILL for what
+    is left after GRACE seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the pipe's end ends it
     groups: set[int] = set()
+    cgroups: set[str] = set()
     pending = b""
     while chunk := os.read(0, 65536):
         pending += chunk
@@ -122,18 +139,48 @@ def main() -> None:
                 groups.add(int(line[1:]))
             elif line[:1] == b"-":
                 groups.discard(int(line[1:]))
+            elif line[:1] == b"c":
+                cgroups.add(os.fsdecode(line[1:]))
+            elif line[:1] == b"u":
+                cgroups.discard(os.fsdecode(line[1:]))
         time.sleep(NAP)
-    _end(groups)
+    _end(groups, cgroups)
 
 
-def _end(groups: set[int]) -> None:
+def _end(groups: set[int], cgroups: Collection[str] = ()) -> None:
     alive = {g for g in groups if _signal(g, signal.SIGTERM)}
+    members = _members(cgroups)
+    for pid in members:
+        _kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + GRACE
-    while alive and time.monotonic() < deadline:
+    while (alive or members) and time.monotonic() < deadline:
         time.sleep(0.05)
         alive = {g for g in alive if _signal(g, 0)}
+        members = _members(cgroups)
     for g in alive:
         _signal(g, signal.SIGKILL)
+    for _ in range(50):  # again while what is killed forks
+        members = _members(cgroups)
+        if not members:
+            break
+        for pid in members:
+            _kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
+def _members(cgroups: Collection[str]) -> list[int]:
+    """The processes in these cgroups and those below them."""
+    pids: list[int] = []
+    for path in cgroups:
+        for top, _dirs, _files in os.walk(path):
+            with contextlib.suppress(OSError), open(os.path.join(top, "cgroup.procs")) as f:
+                pids += [int(x) for x in f.read().split() if x.isdigit()]
+    return pids
+
+
+def _kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
 
 
 def _signal(pgid: int, sig: int) -> bool:

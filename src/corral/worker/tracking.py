@@ -1,0 +1,239 @@
+"""Every process a job starts ends with the job, even one that left its process group (`setsid`,
+a daemonizing server): the job is born in a cgroup of its own, and whatever is still in it when
+the job's main process has exited is killed (stdlib only).
+
+Where: a cgroup v1 `pids` hierarchy this process may create groups in (root, most often; a
+cgroup v2 delegate would need a cgroup free of processes to nest under). Elsewhere the job's
+process group is all that is killed, as before; sandboxed jobs have their PID namespace too.
+
+How, at no cost a job can measure: the worker keeps a pool of groups, `corral-PID-jobs/N`, one
+per job running at once. The thread that starts a job moves itself (in v1 a thread can move
+alone) into a free group for the moment of the spawn and back, so the job is born inside: no
+window in which it could fork before being moved, and no wrapper process. At the end, one read
+of `pids.current` tells whether anything is left; only then are its processes listed and killed.
+
+A job that must leave something running hands it to the machine's service manager
+(`systemd-run`, say), whose processes are not in the job's group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+log = logging.getLogger("corral.worker")
+
+# the worker's pool is `corral-PID-jobs`; limits.py names its groups `corral-PID-…` too
+_OWNED = re.compile(r"corral-(\d+)-")
+_KILL_ROUNDS = 50  # rounds of SIGKILL, 10 ms apart, for processes that fork while being killed
+
+
+class Track:
+    """One group of the pool, for one job at a time."""
+
+    def __init__(self, path: str, home: int) -> None:
+        self.path = path
+        self._home = home  # the worker's own group's `tasks`, to move the thread back
+        self._tasks = os.open(os.path.join(path, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            self._current = os.open(os.path.join(path, "pids.current"), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(self._tasks)
+            raise
+        self.killed = 0  # processes the last `end` found left behind and killed
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[None]:
+        """The calling thread inside this group while it starts the job's process."""
+        tid = str(threading.get_native_id()).encode()
+        try:
+            os.write(self._tasks, tid)
+        except OSError as exc:  # the job runs all the same, followed by its process group alone
+            log.warning("could not start a job in %s: %s", self.path, exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            os.write(self._home, tid)
+
+    def end(self) -> bool:
+        """Kill what the job left in the group; whether the group is empty now (it may hold
+        zombies whose new parent does not reap them, and is then not used again)."""
+        if self._count() == 0:
+            return True
+        self.killed += kill_members(self.path)
+        return self._count() == 0
+
+    def _count(self) -> int:
+        text = os.pread(self._current, 32, 0).strip()
+        return int(text) if text.isdigit() else -1
+
+    def close(self) -> None:
+        if self._tasks >= 0:
+            os.close(self._tasks)
+            os.close(self._current)
+            self._tasks = self._current = -1
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path)
+
+
+class Tracker:
+    """The worker's pool of groups, made on first use and removed when the process exits."""
+
+    def __init__(self, parent: str) -> None:
+        sweep(parent)
+        self.root = os.path.join(parent, f"corral-{os.getpid()}-jobs")
+        if os.path.isdir(self.root):  # a dead process's of our pid: sweep took it for ours
+            kill_members(self.root)
+            remove_tree(self.root)
+        os.mkdir(self.root)
+        self._home = os.open(os.path.join(parent, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
+        self._lock = threading.Lock()
+        self._free: list[Track] = []
+        self._all: list[Track] = []
+        self._made = 0
+
+    def take(self) -> Track:
+        with self._lock:
+            if self._free:
+                track = self._free.pop()
+                track.killed = 0
+                return track
+            self._made += 1
+            path = os.path.join(self.root, str(self._made))
+            os.mkdir(path)
+            track = Track(path, self._home)
+            self._all.append(track)
+            return track
+
+    def give_back(self, track: Track) -> None:
+        """The job has ended: kill what it left, and keep the group for the next job if empty."""
+        if track.end():
+            with self._lock:
+                self._free.append(track)
+            return
+        # Zombies the job's orphans became, where their new parent does not reap them (some
+        # containers' init): counted until reaped, so the group could no longer tell a job that
+        # left nothing from one that did. The next job gets a fresh group.
+        track.close()
+        if not os.path.isdir(track.path):
+            with self._lock:
+                self._all.remove(track)
+
+    def close(self) -> None:
+        """This process exits: what its jobs left running goes with it."""
+        with self._lock:
+            tracks, self._all, self._free = self._all, [], []
+        for track in tracks:
+            kill_members(track.path)
+            track.close()
+        remove_tree(self.root)
+
+
+def kill_members(path: str) -> int:
+    """SIGKILL every process in the group at `path` and the groups below it, again until none
+    is listed; how many were found the first time."""
+    first = -1
+    me = os.getpid()  # a thread of ours that could not move back out (never meant to happen)
+    for _ in range(_KILL_ROUNDS):
+        pids = [p for p in members(path) if p != me]
+        if first < 0:
+            first = len(pids)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+    return max(first, 0)
+
+
+def members(path: str) -> list[int]:
+    """The processes in the group at `path` and below it (the zombies no longer are listed)."""
+    pids: list[int] = []
+    for top, dirs, _files in os.walk(path):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
+        with contextlib.suppress(OSError), open(os.path.join(top, "cgroup.procs")) as f:
+            pids += [int(x) for x in f.read().split() if x.isdigit()]
+    return pids
+
+
+def sweep(parent: str) -> None:
+    """Remove the groups a dead corral process left under `parent` (killed outright, its
+    watchdog with it), ending the processes still in them."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        m = _OWNED.match(name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        path = os.path.join(parent, name)
+        kill_members(path)
+        remove_tree(path)
+
+
+def remove_tree(path: str) -> None:
+    """rmdir the group at `path` and those below it, deepest first (a cgroup's files are the
+    kernel's: only the directories are removed)."""
+    for top, dirs, _files in os.walk(path, topdown=False):
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(top, d))
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+_tracker: list[Tracker | None] = []
+_tracker_lock = threading.Lock()
+
+
+def tracker() -> Tracker | None:
+    """This process's pool, or None where no cgroup can be made (said once in the log)."""
+    if _tracker:
+        return _tracker[0]
+    with _tracker_lock:
+        if not _tracker:
+            _tracker.append(_make())
+    return _tracker[0]
+
+
+def _make() -> Tracker | None:
+    from corral.worker.limits import offer  # shipped to fleet hosts with this module
+
+    found = offer()
+    if found.memory_cgroup is not None:
+        sweep(found.memory_cgroup)  # limits.py's groups of a dead worker
+    parent = found.pids_cgroup
+    if parent is None:
+        return None
+    try:
+        made = Tracker(parent)
+    except OSError as exc:
+        log.warning(
+            "jobs' processes not followed by a cgroup (%s): only their group is killed", exc
+        )
+        return None
+    import atexit
+
+    atexit.register(made.close)
+    return made
