@@ -154,7 +154,7 @@ def test_a_pool_made_where_a_dead_process_of_our_pid_left_one_starts_empty(
         assert gone_within(stray, 2.0)
         assert os.listdir(pool.root) and "1" not in os.listdir(pool.root)
     finally:
-        pool.close()
+        pool.release()
         os.rmdir(nest)
 
 
@@ -197,6 +197,28 @@ def test_what_a_job_left_running_dies_with_a_worker_killed_outright(parent: str)
     # the next worker on the machine removes the dead one's groups
     sweep(parent)
     assert not [n for n in os.listdir(parent) if n.startswith(f"corral-{worker.pid}-")]
+
+
+def test_a_stopping_worker_releases_the_groups_no_job_is_in(parent: str, sleepers: list) -> None:
+    nest = os.path.join(parent, f"corral-{os.getpid()}-nest")
+    os.mkdir(nest)
+    pool = Tracker(nest)
+    try:
+        busy, idle = pool.take(), pool.take()
+        pool.give_back(idle)
+        stray = sleep_in(busy.path, sleepers)  # another worker's job, running on
+        pool.release()
+        assert os.path.isdir(busy.path) and not os.path.exists(idle.path)
+        assert running(stray)
+        pool.give_back(busy)
+        pool.release()
+        assert not os.path.exists(pool.root)
+        again = pool.take()  # a job after all: the pool is made again
+        assert os.path.isdir(again.path)
+        pool.give_back(again)
+    finally:
+        pool.release()
+        os.rmdir(nest)
 
 
 def test_a_worker_that_stops_leaves_the_other_workers_jobs_running(

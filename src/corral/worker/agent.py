@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from corral.domain.models import Lease, Report, Upload
+from corral.worker import tracking
 from corral.worker.dataflow import AttemptData
 from corral.worker.executor import Chunk as ExecChunk
 from corral.worker.executor import ExecResult, ExecSpec, Execution
@@ -391,6 +392,7 @@ class Agent:
             pool.close()
         self._workdirs.close()
         self._watchdog.close()
+        tracking.release()
 
     def _job_env(self, lease: Lease) -> dict[str, str]:
         env = dict(self.options.env)

@@ -6,11 +6,11 @@ Where: a cgroup v1 `pids` hierarchy this process may create groups in (root, mos
 cgroup v2 delegate would need a cgroup free of processes to nest under). Elsewhere the job's
 process group is all that is killed, as before; sandboxed jobs have their PID namespace too.
 
-How, at no cost a job can measure: the worker keeps a pool of groups, `corral-PID-jobs/N`, one
-per job running at once. The thread that starts a job moves itself (in v1 a thread can move
+How: the worker keeps a pool of groups, `corral-PID-jobs/N`, one per job running at once. The thread that starts a job moves itself (in v1 a thread can move
 alone) into a free group for the moment of the spawn and back, so the job is born inside: no
 window in which it could fork before being moved, and no wrapper process. At the end, one read
 of `pids.current` tells whether anything is left; only then are its processes listed and killed.
+The two moves are the cost: 30-50 µs of the worker's CPU a job, in the kernel (docs/architecture.md).
 
 A job that must leave something running hands it to the machine's service manager
 (`systemd-run`, say), whose processes are not in the job's group.
@@ -32,6 +32,9 @@ log = logging.getLogger("corral.worker")
 
 # the worker's pool is `corral-PID-jobs`; limits.py names its groups `corral-PID-…` too
 _OWNED = re.compile(r"corral-(\d+)-")
+# the calling thread, as `tasks` reads it: the kernel then moves that thread alone and need not
+# stop every fork in the system meanwhile, as it does to move a thread named by its id
+_ME = b"0"
 _KILL_ROUNDS = 50  # rounds of SIGKILL, 10 ms apart, for processes that fork while being killed
 
 
@@ -52,9 +55,8 @@ class Track:
     @contextlib.contextmanager
     def spawning(self) -> Iterator[None]:
         """The calling thread inside this group while it starts the job's process."""
-        tid = str(threading.get_native_id()).encode()
         try:
-            os.write(self._tasks, tid)
+            os.write(self._tasks, _ME)
         except OSError as exc:  # the job runs all the same, followed by its process group alone
             log.warning("could not start a job in %s: %s", self.path, exc)
             yield
@@ -62,7 +64,7 @@ class Track:
         try:
             yield
         finally:
-            os.write(self._home, tid)
+            os.write(self._home, _ME)
 
     def end(self) -> bool:
         """Kill what the job left in the group; whether the group is empty now (it may hold
@@ -109,6 +111,8 @@ class Tracker:
                 return track
             self._made += 1
             path = os.path.join(self.root, str(self._made))
+            if not self._all:
+                os.makedirs(self.root, exist_ok=True)  # released when the last worker stopped
             os.mkdir(path)
             track = Track(path, self._home)
             self._all.append(track)
@@ -128,14 +132,17 @@ class Tracker:
             with self._lock:
                 self._all.remove(track)
 
-    def close(self) -> None:
-        """This process exits: what its jobs left running goes with it."""
+    def release(self) -> None:
+        """A worker stops, its jobs ended: remove the groups no job is in (another worker of
+        this process may still be running some), and the pool's directory once it is empty. The
+        pool is made again if a job comes after all."""
         with self._lock:
-            tracks, self._all, self._free = self._all, [], []
-        for track in tracks:
-            kill_members(track.path)
-            track.close()
-        remove_tree(self.root)
+            free, self._free = self._free, []
+            for track in free:
+                self._all.remove(track)
+                track.close()
+            with contextlib.suppress(OSError):
+                os.rmdir(self.root)
 
 
 def kill_members(path: str) -> int:
@@ -235,5 +242,13 @@ def _make() -> Tracker | None:
         return None
     import atexit
 
-    atexit.register(made.close)
+    # Not always run (`corral serve` ends as its SIGTERM would, after a graceful stop): each
+    # worker releases the pool when it stops, and a dead process's is swept by the next.
+    atexit.register(made.release)
     return made
+
+
+def release() -> None:
+    """The worker stops: see `Tracker.release` (nothing, if no job was ever followed)."""
+    if _tracker and _tracker[0] is not None:
+        _tracker[0].release()
