@@ -6,11 +6,12 @@ Where: a cgroup v1 `pids` hierarchy this process may create groups in (root, mos
 cgroup v2 delegate would need a cgroup free of processes to nest under). Elsewhere the job's
 process group is all that is killed, as before; sandboxed jobs have their PID namespace too.
 
-How: the worker keeps a pool of groups, `corral-PID-jobs/N`, one per job running at once. The thread that starts a job moves itself (in v1 a thread can move
-alone) into a free group for the moment of the spawn and back, so the job is born inside: no
-window in which it could fork before being moved, and no wrapper process. At the end, one read
-of `pids.current` tells whether anything is left; only then are its processes listed and killed.
-The two moves are the cost: 30-50 µs of the worker's CPU a job, in the kernel (docs/architecture.md).
+How: the worker keeps a pool of groups, `corral-PID-jobs/N`, one per job running at once. The
+thread that starts a job moves itself (in v1 a thread can move alone) into a free group for the
+moment of the spawn and back, so the job is born inside: no window in which it could fork
+before being moved, and no wrapper process. At the end, one read of `pids.current` tells
+whether anything is left; only then are its processes listed and killed. The two moves are the
+cost: some tens of microseconds of the worker's CPU a job, in the kernel (docs/architecture.md).
 
 A job that must leave something running hands it to the machine's service manager
 (`systemd-run`, say), whose processes are not in the job's group.
@@ -88,7 +89,7 @@ class Track:
 
 
 class Tracker:
-    """The worker's pool of groups, made on first use and removed when the process exits."""
+    """The process's pool of groups: made at its first job, released when its workers stop."""
 
     def __init__(self, parent: str) -> None:
         sweep(parent)

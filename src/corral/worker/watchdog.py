@@ -5,8 +5,9 @@ jobs are followed by cgroups (worker/tracking.py), every process in those is end
 ones that left their job's group included.
 
 The worker tells it each job's process group as the job starts and again when the job has
-ended, and the directory of its cgroups once, over a pipe. Only the worker holds the pipe's writing end (close-on-exec: no job
-inherits it), so the end of the pipe is the worker's death. Standard library only, run as its
+ended, and the directory of its jobs' cgroups once, over a pipe. Only the worker holds the
+pipe's writing end (close-on-exec: no job inherits it), so the end of the pipe is the worker's
+death. Standard library only, run as its
 own file without importing corral: it costs a few megabytes and starts in milliseconds.
 """
 
@@ -54,8 +55,10 @@ class Watchdog:
 
     def watch_cgroup(self, path: str) -> None:
         """Every process in the cgroup at `path`, and below it, is a job's (told once)."""
-        if path not in self._cgroups:
+        with self._lock:
+            told = path in self._cgroups
             self._cgroups.add(path)
+        if not told:
             self._say(f"c{path}\n")
 
     def _say(self, line: str) -> None:
@@ -124,9 +127,9 @@ def _program() -> list[str]:
 
 
 def main() -> None:
-    """Read `+PGID`, `-PGID`, `cPATH` and `uPATH` lines until the worker's end of the pipe closes, then
-    end the groups still listed and the processes in the cgroups: SIGTERM, and SIGKILL for what
-    is left after GRACE seconds."""
+    """Read `+PGID`, `-PGID`, `cPATH` and `uPATH` lines until the worker's end of the pipe
+    closes, then end the groups still listed and the processes in the cgroups: SIGTERM, and
+    SIGKILL for what is left after GRACE seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the pipe's end ends it
     groups: set[int] = set()
     cgroups: set[str] = set()
