@@ -735,7 +735,7 @@ class _Loop:
             self.status_lost = True
         if self.track is not None:
             # reaped first: until then the leader's zombie counts in the group
-            self.track.end()  # what left the group (setsid), or was started by what did
+            self.track.end(self.pid)  # what left the group (setsid), or what that started
         self._reaped(status, rusage)
 
     def _reaped(self, status: int, rusage: struct_rusage | None) -> None:
@@ -864,11 +864,14 @@ class _Loop:
                 text, killed = hit
                 outcome = "failed"
                 reason = text if killed else f"{reason}; {text}"
+        track = self.track
+        if track is not None and track.killed:
+            n = track.killed
+            reason += f"; killed {n} process{'es' if n > 1 else ''} it left running"
         reason = self.owner._mask(reason)
         resources: dict[str, float] = {"wall_s": self.finished_mono - self.started_mono}
         if applied is not None:
             resources.update(applied.resources())
-        track = self.track
         if track is not None:
             resources["cgroup_version"] = 1.0  # every process of the job was in one
             if track.killed:

@@ -67,12 +67,14 @@ class Track:
         finally:
             os.write(self._home, _ME)
 
-    def end(self) -> bool:
+    def end(self, pgid: int | None = None) -> bool:
         """Kill what the job left in the group; whether the group is empty now (it may hold
-        zombies whose new parent does not reap them, and is then not used again)."""
+        zombies whose new parent does not reap them, and is then not used again). `killed`
+        counts the processes that had left the job's process group `pgid` (the rest were
+        already killed with it, and may not have finished dying)."""
         if self._count() == 0:
             return True
-        self.killed += kill_members(self.path)
+        self.killed += kill_members(self.path, pgid)
         return self._count() == 0
 
     def _count(self) -> int:
@@ -146,15 +148,15 @@ class Tracker:
                 os.rmdir(self.root)
 
 
-def kill_members(path: str) -> int:
+def kill_members(path: str, pgid: int | None = None) -> int:
     """SIGKILL every process in the group at `path` and the groups below it, again until none
-    is listed; how many were found the first time."""
+    is listed; how many were found the first time outside the process group `pgid`."""
     first = -1
     me = os.getpid()  # a thread of ours that could not move back out (never meant to happen)
     for _ in range(_KILL_ROUNDS):
         pids = [p for p in members(path) if p != me]
         if first < 0:
-            first = len(pids)
+            first = sum(1 for p in pids if pgid is None or _pgid(p) != pgid)
         if not pids:
             break
         for pid in pids:
@@ -199,6 +201,13 @@ def remove_tree(path: str) -> None:
                 os.rmdir(os.path.join(top, d))
     with contextlib.suppress(OSError):
         os.rmdir(path)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None  # gone already
 
 
 def _alive(pid: int) -> bool:
