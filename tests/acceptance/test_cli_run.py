@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from acceptance_helpers import Cluster, pid_alive, wait_until
@@ -39,6 +41,23 @@ def test_run_passes_exit_code_and_streams(shared: Cluster) -> None:
     run = shared.runs_named("sleeper")[0]
     job = shared.job(run["id"], "job")
     assert job["state"] == "timed_out" and "timed out after 1s" in job["reason"], job
+
+
+def test_what_a_job_leaves_running_dies_with_it_and_its_reason_says_so(
+    shared: Cluster, tmp_path: Path, missing_service: Callable[[str, str], NoReturn]
+) -> None:
+    from corral.worker.tracking import tracker
+
+    if tracker() is None:  # the server runs here, as this test does
+        missing_service("cgroup", "no writable cgroup v1 pids hierarchy on this machine")
+    pidfile = tmp_path / "daemon.pid"
+    daemon = f"setsid sleep 301 </dev/null >/dev/null 2>&1 & echo $! > {pidfile}; sleep 0.3"
+    done = shared.cli("run", "--name", "daemonizer", "--", "sh", "-c", daemon)
+    assert done.code == 0, done
+    pid = int(pidfile.read_text())
+    assert not pid_alive(pid), "the process the job left running outlived it"
+    job = shared.job(shared.runs_named("daemonizer")[0]["id"], "job")
+    assert job["reason"] == "exit 0; killed 1 process it left running", job
 
 
 def test_cancel_stops_the_process(shared: Cluster, tmp_path: Path) -> None:

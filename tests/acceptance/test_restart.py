@@ -142,6 +142,9 @@ def test_a_worker_killed_mid_job_takes_its_job_with_it_and_its_restart_takes_ove
     own = cluster.base / "work" / "corral-worker-crashy"
     assert Path(workdir).parent == own
     assert f"working in {own}" in worker.stdout().replace("\n", ""), worker.tail()
+    # and says what ends its jobs' processes here, and what enforces their limits
+    said = " ".join(worker.stdout().split())
+    assert "a job's process" in said and "with it (" in said and "limits: " in said, worker.tail()
 
     worker.signal(signal.SIGKILL)
     worker.wait(10)

@@ -99,6 +99,8 @@ def serve_cmd(config_file: str | None, **flags: Any) -> None:
         f"corral serving on [bold]{url}[/] — store {_safe(settings.db_url)}, "
         f"local worker {settings.slots} slots, objects {server.objects.describe()}"
     )
+    if settings.slots:
+        out.print(f"local worker: {_containment()}")
     if server.new_admin_token:
         out.print(f"admin token written to {settings.token_file} (mode 0600)")
     if settings.tasks:
@@ -281,6 +283,7 @@ def worker_cmd(
         f"worker [bold]{link.worker_name}[/] joined {server} with {slots} slots, "
         f"working in {root.path}"
     )
+    out.print(_containment())
     heap.settle()  # joined and ready: its start-up heap is left out of collections
     try:
         agent.run()
@@ -290,6 +293,14 @@ def worker_cmd(
     if agent.error:
         error(agent.error)
         sys.exit(EXIT_ERROR)
+
+
+def _containment() -> str:
+    """What ends a job's processes here and what enforces its limits: said at the start, so
+    that whoever runs the worker knows which protections hold on this machine."""
+    from corral.worker import limits, tracking
+
+    return f"{tracking.describe()}; limits: {limits.offer().describe()}"
 
 
 def _root(workdir: str, name: str, run_as: str | None) -> WorkerRoot:

@@ -258,6 +258,17 @@ def _make() -> Tracker | None:
     return made
 
 
+def describe() -> str:
+    """How what a job leaves running is ended on this machine, for a worker to say as it starts
+    (and, where a pool can be made, the pool is made and a dead worker's groups swept now)."""
+    if tracker() is not None:
+        return "a job's processes end with it (its process group, and a cgroup v1 pids group)"
+    return (
+        "a job's process group ends with it (no writable cgroup v1 pids hierarchy: a process "
+        "that leaves the group outlives the job)"
+    )
+
+
 def release() -> None:
     """The worker stops: see `Tracker.release` (nothing, if no job was ever followed)."""
     if _tracker and _tracker[0] is not None:
