@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from corral.errors import NotFound
 from corral.worker import task_pool
 from corral.worker.executor import Chunk
 from corral.worker.task_pool import PoolOptions, TaskPool, TaskResult
+from corral.worker.tracking import tracker
 
 SOURCE = """
 import os, signal, sys, time
@@ -88,6 +92,11 @@ async def later(x):
 def leave_running():  # a process left behind, in the runner's group
     import subprocess
     return [subprocess.Popen(["sleep", "60"]).pid, os.getpid()]
+
+@corral.task
+def leave_detached():  # a process left behind in a session of its own
+    import subprocess
+    return subprocess.Popen(["sleep", "61"], start_new_session=True).pid
 
 @corral.task
 def leave_running_and_die():
@@ -478,6 +487,30 @@ def test_a_process_a_task_leaves_running_lives_no_longer_than_its_task_process(
     finally:
         p.close()
     assert gone_within(last.value[0], 5), "a task's process outlived the worker's stop"
+
+
+@pytest.mark.parametrize("followed", [True, False], ids=["cgroup", "process group alone"])
+def test_a_process_a_task_detached_lives_no_longer_than_its_task_process(
+    tmp_path: Path, sources: Sources, monkeypatch: pytest.MonkeyPatch, followed: bool
+) -> None:
+    if followed and tracker() is None:
+        pytest.skip("no writable cgroup v1 pids hierarchy: task processes are not followed")
+    if not followed:
+        monkeypatch.setattr(task_pool, "tracker", lambda: None)
+    p = TaskPool(sources, PoolOptions(cache_dir=str(tmp_path)))
+    try:
+        result, _ = call(p, sources.add(SOURCE), "leave_detached", {})
+        child = result.value
+    finally:
+        p.close()
+    try:
+        if followed:
+            assert gone_within(child, 5), "a process a task detached outlived its task process"
+        else:
+            assert running(child)  # it does escape the group: the case above is not vacuous
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_a_process_left_by_a_task_whose_runner_died_goes_too(

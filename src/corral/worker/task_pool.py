@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from corral.domain.models import Lease
 from corral.worker.executor import Chunk, ExecResult, GroupWatch, killpg
 from corral.worker.task_runner import left_as_made
+from corral.worker.tracking import Track, tracker
 from corral.worker.workdirs import remove_workdir
 
 MAX_RESULT = 1024 * 1024  # bytes of a task's JSON return value
@@ -68,19 +69,34 @@ class _Process:
     """One runner process and its pipes."""
 
     def __init__(self, env: Mapping[str, str], watchdog: GroupWatch | None = None) -> None:
+        # Born in a cgroup of its own where one can be made (worker/tracking.py): what its tasks
+        # start goes with it even if it left the runner's process group (`setsid`).
+        self.track: Track | None = None
+        pool = tracker()
+        if pool is not None:
+            with contextlib.suppress(OSError):  # followed by its process group alone
+                self.track = pool.take()
+            if watchdog is not None:
+                watchdog.watch_cgroup(pool.root)
         req_r, self._req_w = os.pipe()
         self.rep_r, rep_w = os.pipe()
         try:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "corral.worker.task_runner", str(req_r), str(rep_w)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(req_r, rep_w),
-                env=dict(env),
-                start_new_session=True,  # its own group: a kill takes what the task started too
-                close_fds=True,
-            )
+            with contextlib.nullcontext() if self.track is None else self.track.spawning():
+                self.popen = subprocess.Popen(
+                    [sys.executable, "-m", "corral.worker.task_runner", str(req_r), str(rep_w)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    pass_fds=(req_r, rep_w),
+                    env=dict(env),
+                    start_new_session=True,  # its own group: a kill takes what tasks started
+                    close_fds=True,
+                )
+        except BaseException:
+            self._give_back_track()
+            os.close(self._req_w)
+            os.close(self.rep_r)
+            raise
         finally:
             os.close(req_r)
             os.close(rep_w)
@@ -143,7 +159,8 @@ class _Process:
 
         A process a task starts may outlive the call (a pool a task module keeps, say) but not
         the runner: once the runner has exited, and before it is reaped (its pid, the group's
-        id, stays ours until then), every process left in its group is killed."""
+        id, stays ours until then), every process left in its group is killed; and, where the
+        runner was born in a cgroup, every process still in that (one that left the group)."""
         with contextlib.suppress(OSError):
             os.close(self._req_w)
         if self.popen.returncode is None:  # not reaped yet (`death` reaps a crashed one)
@@ -154,6 +171,7 @@ class _Process:
             if state == "exited":
                 killpg(self.popen.pid, signal.SIGKILL)  # the unreaped runner holds the group's id
             self.popen.wait()
+        self._give_back_track()  # and what left the group: all that is still in its cgroup
         if self.watchdog is not None:
             self.watchdog.forget(self.popen.pid)
         for closing in (self.popen.stdout, self.popen.stderr):
@@ -162,6 +180,12 @@ class _Process:
         for fd in (self.rep_r, self.wake_r, self.wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _give_back_track(self) -> None:
+        track, self.track = self.track, None
+        pool = tracker()
+        if track is not None and pool is not None:
+            pool.give_back(track)
 
     def wake(self) -> None:
         """Make the call waiting on this process look at its stop reason now."""
