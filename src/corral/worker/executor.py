@@ -734,8 +734,12 @@ class _Loop:
             status, rusage = 0, None
             self.status_lost = True
         if self.track is not None:
-            # reaped first: until then the leader's zombie counts in the group
-            self.track.end(self.pid)  # what left the group (setsid), or what that started
+            # Reaped first: until then the leader's zombie counts in the group. What left the
+            # group (setsid), or what that started, is killed and counted; in the sandbox the
+            # job is in a session of its own by design, and its PID namespace ends it, so what
+            # is found there may only be still dying.
+            sandboxed = self.owner._spec.sandbox is not None
+            self.track.end(None if sandboxed else self.pid, count=not sandboxed)
         self._reaped(status, rusage)
 
     def _reaped(self, status: int, rusage: struct_rusage | None) -> None:
