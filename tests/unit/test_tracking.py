@@ -20,8 +20,8 @@ import pytest
 from process_helpers import gone_within, running
 
 from corral.worker import tracking
-from corral.worker.limits import offer
-from corral.worker.tracking import Tracker, kill_members, members, sweep
+from corral.worker.limits import kill_members, members, offer
+from corral.worker.tracking import Tracker, sweep
 
 Missing = Callable[[str, str], NoReturn]
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 CGROUP_V1 = "/sys/fs/cgroup"
+_KILL_ROUNDS = 50  # rounds of SIGKILL, 10 ms apart, for processes that fork while being killed
 _PREFIX = "corral"
 
 
@@ -176,14 +177,7 @@ class Applied:
     def kill_all(self) -> None:
         """SIGKILL every process still in the attempt's cgroups (escaped with setsid, too)."""
         for d in self.groups.values():
-            for _ in range(50):
-                pids = _pids(d)
-                if not pids:
-                    break
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.01)
+            kill_members(d)
 
     def cleanup(self) -> None:
         self.kill_all()
@@ -250,10 +244,6 @@ def _read_int(d: str, name: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _pids(d: str) -> list[int]:
-    return [int(x) for x in _read(d, "cgroup.procs").split() if x.isdigit()]
-
-
 def _oom_kills(d: str) -> int:
     for line in _read(d, "memory.oom_control").splitlines():
         key, _, value = line.partition(" ")
@@ -269,3 +259,38 @@ def _pids_max_hits(d: str) -> int:
         if key == "max" and value.strip().isdigit():
             return int(value)
     return 0
+
+
+def kill_members(path: str, pgid: int | None = None) -> int:
+    """SIGKILL every process in the group at `path` and the groups below it, again until none
+    is listed; how many were found the first time outside the process group `pgid`."""
+    first = -1
+    me = os.getpid()  # a thread of ours that could not move back out (never meant to happen)
+    for _ in range(_KILL_ROUNDS):
+        pids = [p for p in members(path) if p != me]
+        if first < 0:
+            first = sum(1 for p in pids if pgid is None or _pgid(p) != pgid)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+    return max(first, 0)
+
+
+def members(path: str) -> list[int]:
+    """The processes in the group at `path` and below it (the zombies no longer are listed)."""
+    pids: list[int] = []
+    for top, dirs, _files in os.walk(path):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
+        with contextlib.suppress(OSError), open(os.path.join(top, "cgroup.procs")) as f:
+            pids += [int(x) for x in f.read().split() if x.isdigit()]
+    return pids
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None  # gone already

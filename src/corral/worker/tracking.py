@@ -24,10 +24,10 @@ import errno
 import logging
 import os
 import re
-import signal
 import threading
-import time
 from collections.abc import Iterator
+
+from corral.worker.limits import kill_members, offer
 
 log = logging.getLogger("corral.worker")
 
@@ -36,7 +36,6 @@ _OWNED = re.compile(r"corral-(\d+)-")
 # the calling thread, as `tasks` reads it: the kernel then moves that thread alone and need not
 # stop every fork in the system meanwhile, as it does to move a thread named by its id
 _ME = b"0"
-_KILL_ROUNDS = 50  # rounds of SIGKILL, 10 ms apart, for processes that fork while being killed
 
 
 class Track:
@@ -150,34 +149,6 @@ class Tracker:
                 os.rmdir(self.root)
 
 
-def kill_members(path: str, pgid: int | None = None) -> int:
-    """SIGKILL every process in the group at `path` and the groups below it, again until none
-    is listed; how many were found the first time outside the process group `pgid`."""
-    first = -1
-    me = os.getpid()  # a thread of ours that could not move back out (never meant to happen)
-    for _ in range(_KILL_ROUNDS):
-        pids = [p for p in members(path) if p != me]
-        if first < 0:
-            first = sum(1 for p in pids if pgid is None or _pgid(p) != pgid)
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
-    return max(first, 0)
-
-
-def members(path: str) -> list[int]:
-    """The processes in the group at `path` and below it (the zombies no longer are listed)."""
-    pids: list[int] = []
-    for top, dirs, _files in os.walk(path):
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
-        with contextlib.suppress(OSError), open(os.path.join(top, "cgroup.procs")) as f:
-            pids += [int(x) for x in f.read().split() if x.isdigit()]
-    return pids
-
-
 def sweep(parent: str) -> None:
     """Remove the groups a dead corral process left under `parent` (killed outright, its
     watchdog with it), ending the processes still in them."""
@@ -205,13 +176,6 @@ def remove_tree(path: str) -> None:
         os.rmdir(path)
 
 
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None  # gone already
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -237,8 +201,6 @@ def tracker() -> Tracker | None:
 
 
 def _make() -> Tracker | None:
-    from corral.worker.limits import offer  # shipped to fleet hosts with this module
-
     found = offer()
     if found.memory_cgroup is not None:
         sweep(found.memory_cgroup)  # limits.py's groups of a dead worker
