@@ -6,7 +6,7 @@ import signal
 import time
 
 import pytest
-from acceptance_helpers import Cluster
+from acceptance_helpers import Cluster, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -14,6 +14,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 def test_worker_stops_after_max_offline(cluster: Cluster) -> None:
     cluster.start()
     worker = cluster.worker("lonely", extra=("--max-offline", "2s"))
+    # online on the server once its join is stored, which may be before the worker has the
+    # answer: killed in between, the worker would fail its join instead
+    wait_until(lambda: "joined" in worker.stdout(), 10, "the worker to have its join's answer")
     assert cluster.server is not None
     cluster.server.signal(signal.SIGKILL)
     gone = time.monotonic()
