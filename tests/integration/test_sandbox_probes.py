@@ -260,6 +260,22 @@ def test_a_process_escaping_with_setsid_dies_with_a_plain_job(
     assert result.resources["strays_killed"] >= 1.0
 
 
+def test_a_process_escaping_with_setsid_dies_with_a_job_run_as_another_user(
+    workroot: Path, marker: str, job_user: tuple[int, int], missing_service: Missing
+) -> None:
+    # the job's user may not move itself out of the group the worker (root) made
+    if tracker() is None:
+        missing_service("cgroup", "no writable cgroup v1 pids hierarchy on this machine")
+    escape = escape_probe(marker).replace(
+        'print("SPAWNED", flush=True)',
+        'print("SPAWNED", os.getuid(), flush=True)',
+    )
+    result, log = run("import os\n" + textwrap.dedent(escape), workroot, user=job_user)
+    assert f"SPAWNED {job_user[0]}" in log and result.outcome == "passed", log
+    assert survivors(marker) == []
+    assert result.reason == "exit 0; killed 1 process it left running"
+
+
 def test_without_protection_the_setsid_escape_outlives_the_job(
     workroot: Path, marker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
