@@ -19,6 +19,7 @@ A job that must leave something running hands it to the machine's service manage
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import logging
@@ -191,7 +192,7 @@ _tracker_lock = threading.Lock()
 
 
 def tracker() -> Tracker | None:
-    """This process's pool, or None where no cgroup can be made (said once in the log)."""
+    """This process's pool, or None where no cgroup can be made (as `describe` says)."""
     if _tracker:
         return _tracker[0]
     with _tracker_lock:
@@ -214,8 +215,6 @@ def _make() -> Tracker | None:
             "jobs' processes not followed by a cgroup (%s): only their group is killed", exc
         )
         return None
-    import atexit
-
     # Not always run (`corral serve` ends as its SIGTERM would, after a graceful stop): each
     # worker releases the pool when it stops, and a dead process's is swept by the next.
     atexit.register(made.release)
