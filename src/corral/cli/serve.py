@@ -211,7 +211,9 @@ def worker_cmd(
     """Run jobs for a coordinator: pull leases, run them, report back.
 
     SIGTERM drains (no new jobs; running ones finish); a second SIGTERM kills them and gives
-    their leases back at once.
+    their leases back at once. A job's processes end with it: its process group, and, where the
+    worker may make cgroups (root, cgroup v1), every process it started; the worker says which
+    at its start.
     """
     from corral.client import Http
     from corral.domain.durations import parse_duration
