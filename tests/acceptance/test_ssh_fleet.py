@@ -80,6 +80,9 @@ def test_hosts_lists_the_inventory_and_check_connects_to_each(server: Cluster) -
     answer = server.http().get("/api/v1/hosts").json()["hosts"]
     assert {h["reachability"] for h in answer} == {"connected"}
     assert all(h["python"].startswith("3.") for h in answer)
+    # the hosts log in as a plain user, who may make no cgroups: a job's group is what ends
+    assert {h["containment"] for h in answer} == {"process group"}
+    assert all(row.rstrip().endswith("process group") for row in rows), rows
 
 
 def test_exec_on_a_role_prefixes_lines_by_host_and_sums_up(server: Cluster) -> None:

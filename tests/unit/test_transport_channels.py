@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from typing import Any
 
 import execnet
 import pytest
+from process_helpers import running
 
 from corral.fleet import remote, transport
 from corral.fleet.inventory import Host
@@ -167,3 +170,27 @@ def test_what_ssh_said_is_its_last_line_and_after_the_connection_only_for_a_drop
     log.write_text("x" * 10_000 + "\n")
     assert 400 < len(t.ssh_said()) <= transport.SSH_SAID_MAX
     assert transport.Transport(Host(site="w", ssh="n@w")).ssh_said() == ""  # ssh's stderr
+
+
+def test_a_host_says_what_ends_its_jobs_processes(host: transport.Transport) -> None:
+    from corral.worker.tracking import tracker
+
+    # the local interpreter runs as this test does: it may make cgroups exactly when we may
+    expected = "cgroup" if tracker() is not None else "process group"
+    assert host.check().containment == expected
+
+
+def test_what_a_job_left_running_on_a_host_dies_with_it(host: transport.Transport) -> None:
+    from corral.worker.tracking import tracker
+
+    if tracker() is None:
+        pytest.skip("no writable cgroup v1 pids hierarchy: jobs are followed by their group")
+    result, out = _run(host, "setsid sleep 302 </dev/null >/dev/null 2>&1 & echo $!; sleep 0.3")
+    pid = int("".join(out).split()[0])
+    try:
+        assert result.outcome == "passed", result
+        assert result.reason == "exit 0; killed 1 process it left running", result
+        assert not running(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

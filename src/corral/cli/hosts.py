@@ -19,7 +19,7 @@ REACH_COLORS = {"connected": "green", "unreachable": "bold red", "not connected 
 
 def hosts_table(hosts: Sequence[Mapping[str, Any]], checked: bool = False) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    cols = ["SITE", "SSH", "ROLES", "REACHABILITY", "PYTHON", "LATENCY"]
+    cols = ["SITE", "SSH", "ROLES", "REACHABILITY", "PYTHON", "LATENCY", "JOBS END BY"]
     for col in [*cols, "ERROR"] if any(h["error"] for h in hosts) else cols:
         table.add_column(col)
     for h in hosts:
@@ -32,6 +32,7 @@ def hosts_table(hosts: Sequence[Mapping[str, Any]], checked: bool = False) -> Ta
             Text(h["reachability"], style=REACH_COLORS.get(h["reachability"], "")),
             h.get("python") or "-",
             latency if checked or h["reachability"] == "connected" else "-",
+            h.get("containment") or "-",
         ]
         if any(x["error"] for x in hosts):
             row.append(Text(h["error"], style="red"))

@@ -435,6 +435,7 @@ def host_json(host: Host, state: HostState) -> dict[str, Any]:
         "reachability": reach,
         "python": state.python,
         "platform": state.platform,
+        "containment": state.containment,
         "latency": state.latency,
         "error": state.error,
         "retry_in": round(state.retry_in, 1),

@@ -52,11 +52,16 @@ def install(modules: dict[str, str]) -> None:
 
 
 def about() -> dict[str, Any]:
+    from corral.worker.tracking import tracker  # shipped by install()
+
     return {
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "hostname": platform.node(),
         "pid": os.getpid(),
+        # what ends a job's processes on this host (worker/tracking.py): a job that daemonizes
+        # with setsid keeps its daemon only where its group alone is killed
+        "containment": "cgroup" if tracker() is not None else "process group",
     }
 
 

@@ -44,6 +44,7 @@ class HostState:
     connected: bool
     python: str = ""
     platform: str = ""
+    containment: str = ""  # "cgroup" or "process group", once connected (remote.about)
     latency: float | None = None  # seconds for a round trip through the channel
     error: str = ""
     retry_in: float = 0.0
@@ -247,6 +248,7 @@ class Transport:
                 connected=connected,
                 python=str(self._about.get("python", "")),
                 platform=str(self._about.get("platform", "")),
+                containment=str(self._about.get("containment", "")),
                 latency=self._latency,
                 error="" if connected else self._error,
                 retry_in=0.0 if connected else max(0.0, self._retry_at - time.monotonic()),
