@@ -365,8 +365,17 @@ def test_the_workers_page_says_whether_each_fleet_host_can_be_reached(
         app_client.app.state.fleet = fleet  # type: ignore[attr-defined]
         login(app_client, coord.create_token(admin, "admin")[1])
         page = app_client.get("/workers").text
+        # a connected host: what its Python said of itself when it connected
+        up = fleet.transports["later1"]
+        up._gateway = _Connected()  # type: ignore[assignment]
+        up._about = {"python": "3.11.7", "containment": "cgroup"}
+        try:
+            connected = app_client.get("/workers").text
+        finally:
+            up._gateway = None
     finally:
         fleet.stop()
+    assert "connected, Python 3.11.7, jobs end by cgroup" in connected
     rows = {}
     for row in page.split("<tr")[1:]:
         found = re.search(r"<strong>([^<]+)</strong>", row)
@@ -375,3 +384,10 @@ def test_the_workers_page_says_whether_each_fleet_host_can_be_reached(
     assert "over SSH: nobody@127.0.0.1:1" in rows["down1"]
     assert "unreachable" in rows["down1"] and "Connection refused" in rows["down1"]
     assert "not connected yet" in rows["later1"]
+
+
+class _Connected:
+    """Stands for a live execnet gateway, as far as a host's state looks at one."""
+
+    def hasreceiver(self) -> bool:
+        return True
