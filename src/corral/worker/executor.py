@@ -294,7 +294,8 @@ class Execution:
             except OSError as exc:
                 return _not_started("failed", f"could not set limits: {exc}", time.time())
             self._applied = applied
-        pool = tracker()
+        # a sandboxed job has its PID namespace, which ends every process in it with the job
+        pool = tracker() if self._spec.sandbox is None else None
         if pool is not None:
             try:
                 self._track = pool.take()
@@ -734,12 +735,8 @@ class _Loop:
             status, rusage = 0, None
             self.status_lost = True
         if self.track is not None:
-            # Reaped first: until then the leader's zombie counts in the group. What left the
-            # group (setsid), or what that started, is killed and counted; in the sandbox the
-            # job is in a session of its own by design, and its PID namespace ends it, so what
-            # is found there may only be still dying.
-            sandboxed = self.owner._spec.sandbox is not None
-            self.track.end(None if sandboxed else self.pid, count=not sandboxed)
+            # reaped first: until then the leader's zombie counts in the group
+            self.track.end(self.pid)  # what left the group (setsid), or what that started
         self._reaped(status, rusage)
 
     def _reaped(self, status: int, rusage: struct_rusage | None) -> None:

@@ -67,16 +67,14 @@ class Track:
         finally:
             os.write(self._home, _ME)
 
-    def end(self, pgid: int | None = None, count: bool = True) -> bool:
+    def end(self, pgid: int | None = None) -> bool:
         """Kill what the job left in the group; whether the group is empty now (it may hold
         zombies whose new parent does not reap them, and is then not used again). `killed`
         counts the processes that had left the job's process group `pgid` (the rest were
-        already killed with it, and may not have finished dying), unless not to `count`."""
+        already killed with it, and may not have finished dying)."""
         if self._count() == 0:
             return True
-        found = kill_members(self.path, pgid)
-        if count:
-            self.killed += found
+        self.killed += kill_members(self.path, pgid)
         return self._count() == 0
 
     def _count(self) -> int:
