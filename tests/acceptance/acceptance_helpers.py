@@ -362,6 +362,7 @@ class Cluster:
         join: str | None = None,
         extra: tuple[str, ...] = (),
         wait: bool = True,
+        env: dict[str, str] | None = None,
     ) -> Proc:
         argv = [
             *CORRAL,
@@ -387,8 +388,7 @@ class Cluster:
         (self.base / "work").mkdir(exist_ok=True)
         for k, v in (labels or {}).items():
             argv += ["--label", f"{k}={v}"]
-        env = base_env()
-        proc = self.procs.add(Proc(name, argv, env, self.logs, "worker"))
+        proc = self.procs.add(Proc(name, argv, {**base_env(), **(env or {})}, self.logs, "worker"))
         if wait:
             self.await_worker(proc)
         return proc

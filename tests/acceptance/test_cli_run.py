@@ -60,6 +60,39 @@ def test_what_a_job_leaves_running_dies_with_it_and_its_reason_says_so(
     assert job["reason"] == "exit 0; killed 1 process it left running", job
 
 
+@pytest.mark.parametrize("containment", ["cgroup-v2", "process-group"])
+def test_a_worker_ends_what_its_jobs_leave_as_its_operator_chose(
+    shared: Cluster,
+    tmp_path: Path,
+    missing_service: Callable[[str, str], NoReturn],
+    containment: str,
+) -> None:
+    from corral.worker.tracking import own_v2_cgroup
+
+    if own_v2_cgroup() is None:  # the worker runs here, as this test does
+        missing_service("cgroup", "no cgroup v2 hierarchy this process may create groups in")
+    name = f"contain-{containment}"
+    worker = shared.worker(name, {"contain": containment}, env={"CORRAL_CONTAINMENT": containment})
+    pidfile = tmp_path / "daemon.pid"
+    shared.procs.pid_files.append(pidfile)  # the daemon a process group alone leaves is killed
+    daemon = f"setsid sleep 302 </dev/null >/dev/null 2>&1 & echo $! > {pidfile}; sleep 0.3"
+    done = shared.cli(
+        "run", "--on", f"contain={containment}", "--name", name, "--", "sh", "-c", daemon
+    )
+    assert done.code == 0, done
+    pid = int(pidfile.read_text())
+    job = shared.job(shared.runs_named(name)[0]["id"], "job")
+    said = worker.stdout()
+    if containment == "cgroup-v2":
+        assert not pid_alive(pid), "the process the job left running outlived it"
+        assert job["reason"] == "exit 0; killed 1 process it left running", job
+        assert "a job's processes end with it (its process group, and a cgroup v2" in said, said
+    else:  # and the first case could see a daemon that outlived its job
+        assert pid_alive(pid), "the daemon died with its job"
+        assert job["reason"] == "exit 0", job
+        assert "CORRAL_CONTAINMENT=process-group: a process that leaves the group" in said, said
+
+
 def test_cancel_stops_the_process(shared: Cluster, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     pids = tmp_path / "pids"

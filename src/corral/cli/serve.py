@@ -212,8 +212,9 @@ def worker_cmd(
 
     SIGTERM drains (no new jobs; running ones finish); a second SIGTERM kills them and gives
     their leases back at once. A job's processes end with it: its process group, and, where the
-    worker may make cgroups (root, cgroup v1), every process it started; the worker says which
-    at its start.
+    worker may make cgroups (root, cgroup v1 or v2), every process it started; the worker says
+    which at its start. CORRAL_CONTAINMENT=process-group keeps cgroups out (a job's setsid
+    daemon then outlives it); cgroup-v1 or cgroup-v2 names one.
     """
     from corral.client import Http
     from corral.domain.durations import parse_duration

@@ -874,7 +874,9 @@ class _Loop:
         if applied is not None:
             resources.update(applied.resources())
         if track is not None:
-            resources["cgroup_version"] = 1.0  # every process of the job was in one
+            resources["cgroup_version"] = float(
+                track.version
+            )  # every process of the job was in one
             if track.killed:
                 resources["strays_killed"] = float(track.killed)
         if self.owner._spec.sandbox is not None:

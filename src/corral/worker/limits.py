@@ -18,6 +18,7 @@ cgroup v2 is not used yet: a v2 delegate needs a cgroup free of processes to nes
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import shutil
@@ -284,8 +285,26 @@ def members(path: str) -> list[int]:
     pids: list[int] = []
     for top, dirs, _files in os.walk(path):
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
-        with contextlib.suppress(OSError), open(os.path.join(top, "cgroup.procs")) as f:
-            pids += [int(x) for x in f.read().split() if x.isdigit()]
+        try:
+            with open(os.path.join(top, "cgroup.procs")) as f:
+                pids += [int(x) for x in f.read().split() if x.isdigit()]
+        except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:  # a v2 threaded group lists threads alone
+                pids += _processes_of(os.path.join(top, "cgroup.threads"))
+    return list(dict.fromkeys(pids))
+
+
+def _processes_of(threads_file: str) -> list[int]:
+    """The processes whose threads a v2 `cgroup.threads` lists."""
+    pids: list[int] = []
+    with contextlib.suppress(OSError), open(threads_file) as f:
+        tids = [x for x in f.read().split() if x.isdigit()]
+    for tid in tids:
+        with contextlib.suppress(OSError), open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    pids.append(int(line.split()[1]))
+                    break
     return pids
 
 

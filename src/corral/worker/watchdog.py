@@ -172,13 +172,21 @@ def _end(groups: set[int], cgroups: Collection[str] = ()) -> None:
 
 
 def _members(cgroups: Collection[str]) -> list[int]:
-    """The processes in these cgroups and those below them."""
+    """The processes in these cgroups and those below them, but this one (in cgroup v2 the
+    worker lives in its pool's directory, and so may this watchdog it started)."""
     pids: list[int] = []
     for path in cgroups:
         for top, _dirs, _files in os.walk(path):
-            with contextlib.suppress(OSError), open(os.path.join(top, "cgroup.procs")) as f:
-                pids += [int(x) for x in f.read().split() if x.isdigit()]
-    return pids
+            for name in ("cgroup.procs", "cgroup.threads"):  # v2 threaded groups: threads only
+                try:
+                    with open(os.path.join(top, name)) as f:
+                        # a thread's id stands for its process: kill() ends the whole process
+                        pids += [int(x) for x in f.read().split() if x.isdigit()]
+                    break
+                except OSError:
+                    continue
+    me = os.getpid()
+    return [p for p in dict.fromkeys(pids) if p != me]
 
 
 def _kill(pid: int, sig: int) -> None:
