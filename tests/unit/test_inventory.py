@@ -27,6 +27,7 @@ roles = ["batch"]
 
 [hosts.db1]
 ssh = "db1.example"
+containment = "process-group"
 """
 
 
@@ -45,6 +46,7 @@ def test_hosts_with_roles_vars_and_defaults() -> None:
     assert again.ssh == web1.ssh and again.labels == {"site": "web1-again", "role": "batch"}
     db1 = inv.host("db1")
     assert db1.port is None and db1.python == "python3" and db1.labels == {"site": "db1"}
+    assert db1.containment == "process-group" and web1.containment == "auto"
 
 
 def test_every_problem_is_reported_at_once_with_file_and_key(tmp_path: Path) -> None:
@@ -64,6 +66,7 @@ sshh = "typo"
 [hosts.web2]
 roles = "app"
 vars = { "9LIVES" = "x" }
+containment = "cgroups"
 
 [hosts."bad name"]
 ssh = "-oProxyCommand=evil"
@@ -81,6 +84,7 @@ ssh = "-oProxyCommand=evil"
         "hosts.web2.ssh: expected",
         "hosts.web2.roles: expected a list",
         "hosts.web2.vars.9LIVES: a variable name",
+        "hosts.web2.containment: expected one of auto, cgroup-v1, cgroup-v2, process-group",
         "hosts.bad name: a site name holds",
         "hosts.bad name.ssh: expected",
     ]

@@ -21,11 +21,11 @@ from corral.fleet.inventory import Host
 from corral.worker.executor import Chunk
 
 
-def _connect(site: str) -> transport.Transport:
-    t = transport.Transport(Host(site=site, ssh="nobody@nowhere"))
+def _connect(site: str, containment: str = "auto") -> transport.Transport:
+    t = transport.Transport(Host(site=site, ssh="nobody@nowhere", containment=containment))
     gw = execnet.makegateway("popen//python=python3")
     channel = gw.remote_exec(remote)
-    channel.send(("install", transport._shipped(), site))
+    channel.send(("install", transport._shipped(), site, containment))
     channel.receive(30)
     channel.waitclose(30)
     t._gateway = gw  # connected as `gateway()` would have it
@@ -34,8 +34,18 @@ def _connect(site: str) -> transport.Transport:
 
 @pytest.fixture
 def host() -> Iterator[transport.Transport]:
+    yield from _host("auto")
+
+
+@pytest.fixture
+def group_host() -> Iterator[transport.Transport]:
+    """A host whose inventory says `containment = "process-group"`."""
+    yield from _host("process-group")
+
+
+def _host(containment: str) -> Iterator[transport.Transport]:
     site = f"here-{uuid.uuid4().hex[:8]}"
-    t = _connect(site)
+    t = _connect(site, containment)
     yield t
     t.close()
     shutil.rmtree(Path(tempfile.gettempdir(), f"corral-worker-site-{site}"), ignore_errors=True)
@@ -191,6 +201,26 @@ def test_what_a_job_left_running_on_a_host_dies_with_it(host: transport.Transpor
         assert result.outcome == "passed", result
         assert result.reason == "exit 0; killed 1 process it left running", result
         assert not running(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_host_whose_inventory_keeps_cgroups_out_leaves_a_jobs_daemon_running(
+    group_host: transport.Transport,
+) -> None:
+    from corral.worker.tracking import tracker
+
+    if tracker() is None:
+        pytest.skip("no cgroup can be made here: every host's jobs are followed by their group")
+    assert group_host.check().containment == "process group"
+    result, out = _run(
+        group_host, "setsid sleep 303 </dev/null >/dev/null 2>&1 & echo $!; sleep 0.3"
+    )
+    pid = int("".join(out).split()[0])
+    try:
+        assert result.outcome == "passed" and result.reason == "exit 0", result
+        assert running(pid), "the daemon died with its job"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

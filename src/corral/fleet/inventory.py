@@ -11,8 +11,9 @@ from typing import Any
 from corral.domain.labels import VALUE_RE
 from corral.domain.runspec import ENV_KEY_RE, NAME_RE
 from corral.errors import ConfigError
+from corral.worker.tracking import CONTAINMENTS
 
-_HOST_KEYS = {"ssh", "roles", "port", "identity", "python", "vars"}
+_HOST_KEYS = {"ssh", "roles", "port", "identity", "python", "vars", "containment"}
 _ROLE_KEYS = {"vars"}
 # a site is a worker: its name follows the worker-name rules (and is a valid label value)
 SITE_RE = NAME_RE
@@ -29,6 +30,9 @@ class Host:
     identity: str | None = None
     python: str = "python3"
     vars: Mapping[str, str] = field(default_factory=dict)
+    # what ends its jobs' processes (worker/tracking.py): "process-group" for a host whose jobs
+    # leave daemons running (setsid) that must outlive them, where it would follow them by cgroup
+    containment: str = "auto"
 
     @property
     def labels(self) -> dict[str, str]:
@@ -131,6 +135,10 @@ def parse_inventory(data: Mapping[str, Any], origin: str) -> Inventory:
         if not isinstance(python, str) or not python.strip():
             bad(f"{at}.python", "expected the remote Python command, like python3")
             python = "python3"
+        containment = raw.get("containment", "auto")
+        if containment not in CONTAINMENTS:
+            bad(f"{at}.containment", f"expected one of {', '.join(CONTAINMENTS)}")
+            containment = "auto"
         merged: dict[str, str] = {}
         for role in roles:
             merged.update(role_vars.get(role, {}))
@@ -144,6 +152,7 @@ def parse_inventory(data: Mapping[str, Any], origin: str) -> Inventory:
                 identity=str(Path(identity).expanduser()) if identity else None,
                 python=python,
                 vars=merged,
+                containment=containment,
             )
         )
     if problems:

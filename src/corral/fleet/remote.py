@@ -84,12 +84,15 @@ _lock = threading.Lock()
 _numbers = itertools.count(1)
 
 
-def claim(site: str) -> None:
+def claim(site: str, containment: str = "auto") -> None:
     """Hold the site's own directory on the host for the connection's life (`worker_root`),
     clearing what the jobs of an earlier connection's Python, killed outright, left there. A
-    host where it cannot be made runs its jobs in the temp directory itself, as before."""
-    from corral.worker.workdirs import worker_root  # shipped by install()
+    host where it cannot be made runs its jobs in the temp directory itself, as before.
+    `containment`: the host's choice of what ends its jobs' processes (worker/tracking.py)."""
+    from corral.worker.tracking import choose  # shipped by install()
+    from corral.worker.workdirs import worker_root
 
+    choose(containment)
     with _lock:
         if not _roots:
             with contextlib.suppress(OSError):
@@ -279,7 +282,7 @@ def serve(channel: Any) -> None:
         started = time.monotonic()
         install(message[1])
         # in the module the job channels import: this copy runs as `__channelexec__`
-        sys.modules[ITSELF].claim(message[2])
+        sys.modules[ITSELF].claim(*message[2:4])  # the site, and its containment
         channel.send(("ready", about(), time.monotonic() - started))
     elif message[0] == "jobs":
         serve_jobs(channel)

@@ -145,7 +145,7 @@ class Transport:
         gw = self._group.makegateway(ssh_spec(self.host, self.ssh_config, self.ssh_log))
         try:
             channel = gw.remote_exec(remote)
-            channel.send(("install", _shipped(), self.host.site))
+            channel.send(("install", _shipped(), self.host.site, self.host.containment))
             reply = channel.receive(HELLO_TIMEOUT)
             channel.waitclose(HELLO_TIMEOUT)
         except Exception:

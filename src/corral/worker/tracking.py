@@ -289,9 +289,19 @@ def _make() -> Tracker | None:
     return None
 
 
+_chosen: list[str] = []  # a fleet host's `containment` from the inventory (`choose`)
+
+
+def choose(choice: str) -> None:
+    """What ends a job's processes in this process, in place of $CORRAL_CONTAINMENT; before the
+    pool is made (a fleet host's Python is told at its connection's start)."""
+    _chosen[:] = [choice]
+
+
 def containment() -> str:
-    """What the operator chose through $CORRAL_CONTAINMENT (`auto` when unset or unknown)."""
-    choice = os.environ.get(CONTAINMENT_ENV, "").strip() or "auto"
+    """What the operator chose through `choose` or $CORRAL_CONTAINMENT (`auto` when neither
+    says, or what they say is unknown)."""
+    choice = (_chosen[0] if _chosen else os.environ.get(CONTAINMENT_ENV, "")).strip() or "auto"
     if choice not in CONTAINMENTS:
         log.warning("%s=%s is none of %s: auto", CONTAINMENT_ENV, choice, ", ".join(CONTAINMENTS))
         return "auto"
