@@ -270,3 +270,26 @@ def test_an_unknown_choice_is_said_and_taken_for_auto(
     assert "CORRAL_CONTAINMENT=cgroups is none of auto, cgroup-v1, cgroup-v2, process-group" in (
         caplog.text
     )
+
+
+def test_a_worker_that_a_job_started_runs_without_a_cgroup_and_leaves_none(pool: Tracker) -> None:
+    # its own cgroup is the job's threaded group, under which no pool can be made
+    track = pool.take()
+    try:
+        with track.spawning():
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "from corral.worker import tracking\nprint(tracking.describe())",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=_env("cgroup-v2"),
+            )
+        assert done.stdout.startswith("a job's process group ends with it (no cgroup"), done
+        assert "jobs' processes not followed by a cgroup v2" in done.stderr, done
+        assert not [n for n in os.listdir(track.path) if n.startswith("corral-")]
+    finally:
+        pool.give_back(track)

@@ -127,7 +127,11 @@ class Tracker:
         self._made = 0
         self._home = -1  # where a thread goes back to after a spawn
         self._inside = False  # v2: this process is in the pool's directory
-        self._enter()
+        try:
+            self._enter()
+        except OSError:  # refused (v2: our own cgroup is a threaded one, say): nothing left
+            remove_tree(self.root)
+            raise
 
     def _enter(self) -> None:
         """Make the pool's directory (again, once released) and the way back from its groups."""
