@@ -21,7 +21,7 @@ from process_helpers import gone_within, running
 
 from corral.worker import tracking
 from corral.worker.limits import kill_members, members, offer
-from corral.worker.tracking import Tracker, sweep
+from corral.worker.tracking import Tracker, own_v2_cgroup, sweep
 
 Missing = Callable[[str, str], NoReturn]
 
@@ -158,15 +158,18 @@ def test_a_pool_made_where_a_dead_process_of_our_pid_left_one_starts_empty(
         os.rmdir(nest)
 
 
-# A worker in a process of its own: a job starts a sleeper in a session of its own and goes on
-# running; the worker prints both pids and is killed outright. Its watchdog must end the job
-# (by its group) and the stray (by the cgroup).
+# A worker in a process of its own, on the cgroup version its operator chose: a job starts a
+# sleeper in a session of its own and goes on running; the worker prints both pids and what it
+# says of its jobs' processes, and is killed outright. Its watchdog must end the job (by its
+# group) and the stray (by the cgroup).
 WORKER = textwrap.dedent(
     """
     import os, signal, sys, threading, time
+    from corral.worker import tracking
     from corral.worker.executor import ExecSpec, Execution
     from corral.worker.watchdog import Watchdog
 
+    said = tracking.describe()
     dog = Watchdog()
     script = "setsid sleep 61 </dev/null >/dev/null 2>&1 & echo $!; exec sleep 60"
     lines = []
@@ -175,18 +178,33 @@ WORKER = textwrap.dedent(
     while not lines:
         time.sleep(0.01)
     print(execution.pid, lines[0].strip(), flush=True)
+    print(said, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
     """
 )
+KINDS = {1: "a cgroup v1 pids group", 2: "a cgroup v2 threaded group"}
 
 
-def test_what_a_job_left_running_dies_with_a_worker_killed_outright(parent: str) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_what_a_job_left_running_dies_with_a_worker_killed_outright(
+    version: int, missing_service: Missing
+) -> None:
+    parent = offer().pids_cgroup if version == 1 else own_v2_cgroup()
+    if parent is None:
+        missing_service("cgroup", f"no cgroup v{version} hierarchy to make groups in here")
+    assert parent is not None
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", WORKER],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, CORRAL_CONTAINMENT=f"cgroup-v{version}"),
     )
     out, err = worker.communicate(timeout=30)
     assert worker.returncode == -signal.SIGKILL, err
-    job, stray = (int(p) for p in out.split())
+    pids, said = out.splitlines()
+    assert said == f"a job's processes end with it (its process group, and {KINDS[version]})"
+    job, stray = (int(p) for p in pids.split())
     try:
         assert gone_within(job, 2.0), "the job outlived its worker"
         assert gone_within(stray, 2.0), "what the job left its group with outlived its worker"
@@ -195,6 +213,7 @@ def test_what_a_job_left_running_dies_with_a_worker_killed_outright(parent: str)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     # the next worker on the machine removes the dead one's groups
+    assert [n for n in os.listdir(parent) if n.startswith(f"corral-{worker.pid}-")]
     sweep(parent)
     assert not [n for n in os.listdir(parent) if n.startswith(f"corral-{worker.pid}-")]
 

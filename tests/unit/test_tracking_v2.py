@@ -23,7 +23,7 @@ from process_helpers import gone_within
 
 from corral.worker import tracking
 from corral.worker.limits import kill_members, members
-from corral.worker.tracking import Tracker, own_v2_cgroup, sweep
+from corral.worker.tracking import Tracker, own_v2_cgroup
 
 Missing = Callable[[str, str], NoReturn]
 ESCAPE = "setsid sleep 61 </dev/null >/dev/null 2>&1 & echo $!; sleep 0.3"
@@ -137,62 +137,8 @@ def test_a_busy_pool_is_not_left(pool: Tracker, parent: str) -> None:
     pool.give_back(busy)
 
 
-# A worker in a process of its own, on cgroup v2 by its operator's choice: a job starts a
-# sleeper in a session of its own and goes on running; the worker prints both pids, what it says
-# of its jobs' processes, and is killed outright. Its watchdog must end the job (by its group)
-# and the stray (by the cgroup), and the next worker sweeps the dead one's pool.
-WORKER = textwrap.dedent(
-    """
-    import os, signal, sys, threading, time
-    from corral.worker import tracking
-    from corral.worker.executor import ExecSpec, Execution
-    from corral.worker.watchdog import Watchdog
-
-    said = tracking.describe()
-    dog = Watchdog()
-    script = "setsid sleep 61 </dev/null >/dev/null 2>&1 & echo $!; exec sleep 60"
-    lines = []
-    execution = Execution(ExecSpec(command=script, watchdog=dog), lambda c: lines.append(c.data))
-    threading.Thread(target=execution.run, daemon=True).start()
-    while not lines:
-        time.sleep(0.01)
-    print(execution.pid, lines[0].strip(), flush=True)
-    print(said, flush=True)
-    os.kill(os.getpid(), signal.SIGKILL)
-    """
-)
-
-
 def _env(containment: str) -> dict[str, str]:
     return dict(os.environ, CORRAL_CONTAINMENT=containment)
-
-
-def test_what_a_job_left_running_dies_with_a_worker_killed_outright(parent: str) -> None:
-    worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env("cgroup-v2"),
-    )
-    out, err = worker.communicate(timeout=30)
-    assert worker.returncode == -signal.SIGKILL, err
-    pids, said = out.splitlines()
-    assert (
-        said == "a job's processes end with it (its process group, and a cgroup v2 threaded group)"
-    )
-    job, stray = (int(p) for p in pids.split())
-    try:
-        assert gone_within(job, 2.0), "the job outlived its worker"
-        assert gone_within(stray, 2.0), "what the job left its group with outlived its worker"
-    finally:
-        for pid in (job, stray):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    left = os.path.join(parent, f"corral-{worker.pid}-jobs")
-    assert os.path.isdir(left)
-    sweep(parent)  # the next worker on the machine removes the dead one's pool
-    assert not os.path.exists(left)
 
 
 # A job run to its end by the executor in a process of its own, with the cgroup chosen by name.

@@ -68,18 +68,22 @@ def _own_v1_dir(controller: str) -> str | None:
     root = os.path.join(CGROUP_V1, controller)
     if not os.path.isfile(os.path.join(root, "cgroup.procs")):
         return None
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
+    for line in read_lines("/proc/self/cgroup"):
         _, controllers, path = line.split(":", 2)
         if controller in controllers.split(","):
             # a container often mounts its own cgroup as the hierarchy's root
             candidate = os.path.join(root, path.lstrip("/"))
             return candidate if os.path.isdir(candidate) else root
     return None
+
+
+def read_lines(path: str) -> list[str]:
+    """A small file's lines, or none where it cannot be read (a kernel without that /proc file)."""
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
 
 
 def _writable(parent: str) -> str | None:

@@ -32,7 +32,7 @@ import re
 import threading
 from collections.abc import Iterator
 
-from corral.worker.limits import kill_members, offer
+from corral.worker.limits import kill_members, offer, read_lines
 
 log = logging.getLogger("corral.worker")
 
@@ -318,12 +318,7 @@ def own_v2_cgroup() -> str | None:
     mount = _v2_mount()
     if mount is None:
         return None
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
+    for line in read_lines("/proc/self/cgroup"):
         if line.startswith("0::"):
             root, point = mount
             path = line[3:]
@@ -337,12 +332,7 @@ def own_v2_cgroup() -> str | None:
 
 def _v2_mount() -> tuple[str, str] | None:
     """(the root it shows, where it is mounted) of the cgroup v2 hierarchy, from mountinfo."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
+    for line in read_lines("/proc/self/mountinfo"):
         fields = line.split()
         if "-" in fields:
             tail = fields[fields.index("-") + 1 :]
