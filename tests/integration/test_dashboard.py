@@ -368,14 +368,14 @@ def test_the_workers_page_says_whether_each_fleet_host_can_be_reached(
         # a connected host: what its Python said of itself when it connected
         up = fleet.transports["later1"]
         up._gateway = _Connected()  # type: ignore[assignment]
-        up._about = {"python": "3.11.7", "containment": "cgroup"}
+        up._about = {"python": "3.11.7", "containment": "cgroup v1"}
         try:
             connected = app_client.get("/workers").text
         finally:
             up._gateway = None
     finally:
         fleet.stop()
-    assert "connected, Python 3.11.7, jobs end by cgroup" in connected
+    assert "connected, Python 3.11.7, jobs end by cgroup v1" in connected
     rows = {}
     for row in page.split("<tr")[1:]:
         found = re.search(r"<strong>([^<]+)</strong>", row)

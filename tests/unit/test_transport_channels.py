@@ -8,9 +8,9 @@ import shutil
 import signal
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import execnet
 import pytest
@@ -186,7 +186,8 @@ def test_a_host_says_what_ends_its_jobs_processes(host: transport.Transport) -> 
     from corral.worker.tracking import tracker
 
     # the local interpreter runs as this test does: it may make cgroups exactly when we may
-    expected = "cgroup" if tracker() is not None else "process group"
+    pool = tracker()
+    expected = f"cgroup v{pool.version}" if pool is not None else "process group"
     assert host.check().containment == expected
 
 
@@ -221,6 +222,31 @@ def test_a_host_whose_inventory_keeps_cgroups_out_leaves_a_jobs_daemon_running(
     try:
         assert result.outcome == "passed" and result.reason == "exit 0", result
         assert running(pid), "the daemon died with its job"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def v2_host(missing_service: Callable[[str, str], NoReturn]) -> Iterator[transport.Transport]:
+    """A host whose inventory says `containment = "cgroup-v2"`."""
+    from corral.worker.tracking import own_v2_cgroup
+
+    if own_v2_cgroup() is None:  # the host's Python runs here, as this test does
+        missing_service("cgroup", "no cgroup v2 hierarchy this process may create groups in")
+    yield from _host("cgroup-v2")
+
+
+def test_a_host_told_to_use_cgroup_v2_follows_its_jobs_with_it(
+    v2_host: transport.Transport,
+) -> None:
+    assert v2_host.check().containment == "cgroup v2"
+    result, out = _run(v2_host, "setsid sleep 304 </dev/null >/dev/null 2>&1 & echo $!; sleep 0.3")
+    pid = int("".join(out).split()[0])
+    try:
+        assert result.reason == "exit 0; killed 1 process it left running", result
+        assert result.resources["cgroup_version"] == 2
+        assert not running(pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

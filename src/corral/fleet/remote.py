@@ -54,6 +54,7 @@ def install(modules: dict[str, str]) -> None:
 def about() -> dict[str, Any]:
     from corral.worker.tracking import tracker  # shipped by install()
 
+    pool = tracker()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
@@ -61,7 +62,7 @@ def about() -> dict[str, Any]:
         "pid": os.getpid(),
         # what ends a job's processes on this host (worker/tracking.py): a job that daemonizes
         # with setsid keeps its daemon only where its group alone is killed
-        "containment": "cgroup" if tracker() is not None else "process group",
+        "containment": f"cgroup v{pool.version}" if pool is not None else "process group",
     }
 
 

@@ -44,7 +44,9 @@ class HostState:
     connected: bool
     python: str = ""
     platform: str = ""
-    containment: str = ""  # "cgroup" or "process group", once connected (remote.about)
+    containment: str = (
+        ""  # "cgroup v1", "cgroup v2" or "process group", once connected (remote.about)
+    )
     latency: float | None = None  # seconds for a round trip through the channel
     error: str = ""
     retry_in: float = 0.0
