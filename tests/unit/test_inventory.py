@@ -99,3 +99,59 @@ def test_no_file_means_no_hosts_and_bad_toml_names_the_file(tmp_path: Path) -> N
     bad.write_text("[hosts.web1\n")
     with pytest.raises(ConfigError, match=str(bad)):
         load_inventory(bad)
+
+
+def test_a_roles_containment_reaches_its_hosts_and_a_hosts_own_wins() -> None:
+    text = """
+[roles.deploy]
+containment = "process-group"
+
+[roles.batch]
+containment = "cgroup-v2"
+
+[hosts.web1]
+ssh = "web1"
+roles = ["deploy", "app"]
+
+[hosts.web2]
+ssh = "web2"
+roles = ["deploy"]
+containment = "auto"
+
+[hosts.db1]
+ssh = "db1"
+"""
+    inv = parse_inventory(tomllib.loads(text), "corral.toml")
+    assert inv.host("web1").containment == "process-group"
+    assert inv.host("web2").containment == "auto"
+    assert inv.host("db1").containment == "auto"
+
+
+def test_roles_that_choose_differently_for_a_host_are_reported() -> None:
+    text = """
+[roles.deploy]
+containment = "process-group"
+
+[roles.batch]
+containment = "cgroup-v2"
+
+[roles.odd]
+containment = 1
+
+[hosts.web1]
+ssh = "web1"
+roles = ["deploy", "batch"]
+
+[hosts.web2]
+ssh = "web2"
+roles = ["deploy", "batch"]
+containment = "process-group"
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_inventory(tomllib.loads(text), "corral.toml")
+    assert caught.value.problems == [
+        "corral.toml: roles.odd.containment: expected one of auto, cgroup-v1, cgroup-v2, "
+        "process-group",
+        "corral.toml: hosts.web1.containment: its roles choose cgroup-v2 and process-group: say "
+        "which for the host",
+    ]

@@ -14,7 +14,7 @@ from corral.errors import ConfigError
 from corral.worker.tracking import CONTAINMENTS
 
 _HOST_KEYS = {"ssh", "roles", "port", "identity", "python", "vars", "containment"}
-_ROLE_KEYS = {"vars"}
+_ROLE_KEYS = {"vars", "containment"}
 # a site is a worker: its name follows the worker-name rules (and is a valid label value)
 SITE_RE = NAME_RE
 
@@ -74,6 +74,7 @@ def parse_inventory(data: Mapping[str, Any], origin: str) -> Inventory:
 
     raw_roles = data.get("roles", {})
     role_vars: dict[str, dict[str, str]] = {}
+    role_containment: dict[str, str] = {}
     if not isinstance(raw_roles, Mapping):
         bad("roles", "expected a table of [roles.NAME] tables")
         raw_roles = {}
@@ -85,8 +86,10 @@ def parse_inventory(data: Mapping[str, Any], origin: str) -> Inventory:
             bad(at, "expected a table")
             continue
         for key in sorted(set(role) - _ROLE_KEYS):
-            bad(f"{at}.{key}", "unknown key (expected vars)")
+            bad(f"{at}.{key}", f"unknown key (expected one of {', '.join(sorted(_ROLE_KEYS))})")
         role_vars[name] = _vars(role.get("vars", {}), f"{at}.vars", bad)
+        if "containment" in role:
+            role_containment[name] = _containment(role["containment"], f"{at}.containment", bad)
 
     raw_hosts = data.get("hosts", {})
     if not isinstance(raw_hosts, Mapping):
@@ -135,10 +138,16 @@ def parse_inventory(data: Mapping[str, Any], origin: str) -> Inventory:
         if not isinstance(python, str) or not python.strip():
             bad(f"{at}.python", "expected the remote Python command, like python3")
             python = "python3"
-        containment = raw.get("containment", "auto")
-        if containment not in CONTAINMENTS:
-            bad(f"{at}.containment", f"expected one of {', '.join(CONTAINMENTS)}")
-            containment = "auto"
+        if "containment" in raw:  # the host's own, over its roles'
+            containment = _containment(raw["containment"], f"{at}.containment", bad)
+        else:
+            chosen = {role_containment[r] for r in roles if r in role_containment}
+            if len(chosen) > 1:
+                bad(
+                    f"{at}.containment",
+                    f"its roles choose {' and '.join(sorted(chosen))}: say which for the host",
+                )
+            containment = chosen.pop() if len(chosen) == 1 else "auto"
         merged: dict[str, str] = {}
         for role in roles:
             merged.update(role_vars.get(role, {}))
@@ -158,6 +167,13 @@ def parse_inventory(data: Mapping[str, Any], origin: str) -> Inventory:
     if problems:
         raise ConfigError(problems)
     return Inventory(tuple(hosts))
+
+
+def _containment(raw: object, at: str, bad: Any) -> str:
+    if raw not in CONTAINMENTS:
+        bad(at, f"expected one of {', '.join(CONTAINMENTS)}")
+        return "auto"
+    return str(raw)
 
 
 def _vars(raw: object, at: str, bad: Any) -> dict[str, str]:
