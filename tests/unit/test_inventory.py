@@ -101,14 +101,18 @@ def test_no_file_means_no_hosts_and_bad_toml_names_the_file(tmp_path: Path) -> N
         load_inventory(bad)
 
 
-def test_a_roles_containment_reaches_its_hosts_and_a_hosts_own_wins() -> None:
-    text = """
+# roles that choose what ends their hosts' jobs' processes
+CHOOSING_ROLES = """
 [roles.deploy]
 containment = "process-group"
 
 [roles.batch]
 containment = "cgroup-v2"
+"""
 
+
+def test_a_roles_containment_reaches_its_hosts_and_a_hosts_own_wins() -> None:
+    text = """
 [hosts.web1]
 ssh = "web1"
 roles = ["deploy", "app"]
@@ -121,7 +125,7 @@ containment = "auto"
 [hosts.db1]
 ssh = "db1"
 """
-    inv = parse_inventory(tomllib.loads(text), "corral.toml")
+    inv = parse_inventory(tomllib.loads(CHOOSING_ROLES + text), "corral.toml")
     assert inv.host("web1").containment == "process-group"
     assert inv.host("web2").containment == "auto"
     assert inv.host("db1").containment == "auto"
@@ -129,12 +133,6 @@ ssh = "db1"
 
 def test_roles_that_choose_differently_for_a_host_are_reported() -> None:
     text = """
-[roles.deploy]
-containment = "process-group"
-
-[roles.batch]
-containment = "cgroup-v2"
-
 [roles.odd]
 containment = 1
 
@@ -148,7 +146,7 @@ roles = ["deploy", "batch"]
 containment = "process-group"
 """
     with pytest.raises(ConfigError) as caught:
-        parse_inventory(tomllib.loads(text), "corral.toml")
+        parse_inventory(tomllib.loads(CHOOSING_ROLES + text), "corral.toml")
     assert caught.value.problems == [
         "corral.toml: roles.odd.containment: expected one of auto, cgroup-v1, cgroup-v2, "
         "process-group",
