@@ -44,9 +44,8 @@ class HostState:
     connected: bool
     python: str = ""
     platform: str = ""
-    containment: str = (
-        ""  # "cgroup v1", "cgroup v2" or "process group", once connected (remote.about)
-    )
+    # "cgroup v1", "cgroup v2" or "process group", once connected (remote.about)
+    containment: str = ""
     latency: float | None = None  # seconds for a round trip through the channel
     error: str = ""
     retry_in: float = 0.0

@@ -874,9 +874,8 @@ class _Loop:
         if applied is not None:
             resources.update(applied.resources())
         if track is not None:
-            resources["cgroup_version"] = float(
-                track.version
-            )  # every process of the job was in one
+            # every process of the job was in one
+            resources["cgroup_version"] = float(track.version)
             if track.killed:
                 resources["strays_killed"] = float(track.killed)
         if self.owner._spec.sandbox is not None:

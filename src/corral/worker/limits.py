@@ -12,7 +12,9 @@ What each limit uses:
 - procs: a cgroup v1 pids controller where writable; otherwise RLIMIT_NPROC (per user, and
   not enforced for root);
 - fsize: RLIMIT_FSIZE (SIGXFSZ); nofile: RLIMIT_NOFILE.
-cgroup v2 is not used yet: a v2 delegate needs a cgroup free of processes to nest under.
+cgroup v2 controllers are not used for limits: the development machine's v2 mount has none
+(they are bound to its v1 hierarchies), so a v2 limit could not be tested there; with v2 alone,
+limits are the rlimits. (Jobs are followed by v2 groups all the same: worker/tracking.py.)
 """
 
 from __future__ import annotations
