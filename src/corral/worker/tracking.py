@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from corral.worker.limits import kill_members, offer, read_lines
 
@@ -271,12 +271,13 @@ def _make() -> Tracker | None:
     if found.memory_cgroup is not None:
         sweep(found.memory_cgroup)  # limits.py's groups of a dead worker
     choice = containment()
-    tries: list[tuple[int, str | None]] = []
+    tries: list[tuple[int, Callable[[], str | None]]] = []
     if choice in ("auto", "cgroup-v1"):
-        tries.append((1, found.pids_cgroup))
+        tries.append((1, lambda: found.pids_cgroup))
     if choice in ("auto", "cgroup-v2"):
-        tries.append((2, own_v2_cgroup()))
-    for version, parent in tries:
+        tries.append((2, own_v2_cgroup))  # looked for only where v1 cannot be had
+    for version, where in tries:
+        parent = where()
         if parent is None:
             continue
         try:

@@ -54,7 +54,7 @@ class Watchdog:
         self._say(f"-{pgid}\n")
 
     def watch_cgroup(self, path: str) -> None:
-        """Every process in the cgroup at `path`, and below it, is a job's (told once)."""
+        """Every process in the groups below the cgroup at `path` is a job's (told once)."""
         with self._lock:
             told = path in self._cgroups
             self._cgroups.add(path)
@@ -172,11 +172,13 @@ def _end(groups: set[int], cgroups: Collection[str] = ()) -> None:
 
 
 def _members(cgroups: Collection[str]) -> list[int]:
-    """The processes in these cgroups and those below them, but this one (in cgroup v2 the
-    worker lives in its pool's directory, and so may this watchdog it started)."""
+    """The processes in the groups below these cgroups: the jobs'. A pool's directory itself
+    holds none of them (in cgroup v2 it holds the worker's own, and maybe this watchdog)."""
     pids: list[int] = []
     for path in cgroups:
         for top, _dirs, _files in os.walk(path):
+            if top == path:
+                continue
             for name in ("cgroup.procs", "cgroup.threads"):  # v2 threaded groups: threads only
                 try:
                     with open(os.path.join(top, name)) as f:
@@ -185,8 +187,7 @@ def _members(cgroups: Collection[str]) -> list[int]:
                     break
                 except OSError:
                     continue
-    me = os.getpid()
-    return [p for p in dict.fromkeys(pids) if p != me]
+    return list(dict.fromkeys(pids))
 
 
 def _kill(pid: int, sig: int) -> None:
